@@ -1,0 +1,299 @@
+"""Expert-set rows: the record type, field mapping, validation and file loaders.
+
+A row holds one question and its expert-written solution. Loaders read JSONL, JSON, Parquet or a local
+Hugging Face ``datasets`` object, rename fields through a mapping (GSM8K: ``{"prompt": "question",
+"solution": "answer"}``) and validate every row, naming file, line and field on error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+OnInvalid = Literal["error", "skip"]
+
+#: Final-answer convention of GSM8K-style solutions: ``... #### 42``.
+GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
+
+FIELDS = ("prompt", "solution", "answer", "task", "domain", "id", "negatives", "weight", "meta")
+
+
+class ExpertSetError(ValueError):
+    """A malformed expert-set row: says where (file, line, field), what is wrong and what to do."""
+
+    def __init__(self, message: str, *, source: str = "<records>", line: int | None = None,
+                 field_name: str | None = None, hint: str = "") -> None:
+        self.source, self.line, self.field_name = source, line, field_name
+        where = source if line is None else f"{source}:{line}"
+        what = f"field '{field_name}': " if field_name else ""
+        text = f"{where}: {what}{message}"
+        super().__init__(f"{text}. {hint}".rstrip() if hint else text)
+
+
+@dataclass(frozen=True)
+class Negative:
+    """A flawed response to the same prompt, scored against the expert solution (pairs)."""
+
+    text: str
+    category: str = "flawed"
+
+
+@dataclass(frozen=True)
+class ExpertRecord:
+    """One expert trajectory.
+
+    ``prompt`` is the question as the model sees it before the solution; ``solution`` the expert
+    trajectory that is scored token by token. ``domain`` is a slash path (``math/algebra``) whose
+    every prefix gets its own aggregate. ``meta`` carries scorer data (tests, entry points).
+    """
+
+    prompt: str
+    solution: str
+    answer: str | None = None
+    task: str = "default"
+    domain: str | None = None
+    id: str = ""
+    negatives: tuple[Negative, ...] = ()
+    weight: float = 1.0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.answer is None:
+            match = GSM8K_ANSWER.search(self.solution)
+            object.__setattr__(self, "answer", match.group(1) if match else None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as written to an expert-set JSONL file."""
+        row: dict[str, Any] = {"id": self.id, "task": self.task, "prompt": self.prompt,
+                               "solution": self.solution}
+        if self.answer is not None:
+            row["answer"] = self.answer
+        if self.domain is not None:
+            row["domain"] = self.domain
+        if self.negatives:
+            row["negatives"] = [{"text": n.text, "category": n.category} for n in self.negatives]
+        if self.weight != 1.0:
+            row["weight"] = self.weight
+        if self.meta:
+            row["meta"] = dict(self.meta)
+        return row
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Maps evalcast field names to the names used in a file, e.g. ``FieldMap(prompt="question")``."""
+
+    prompt: str = "prompt"
+    solution: str = "solution"
+    answer: str = "answer"
+    task: str = "task"
+    domain: str = "domain"
+    id: str = "id"
+    negatives: str = "negatives"
+    weight: str = "weight"
+    meta: str = "meta"
+
+    @classmethod
+    def of(cls, fields: FieldMap | Mapping[str, str] | None) -> FieldMap:
+        if fields is None or isinstance(fields, FieldMap):
+            return fields or cls()
+        unknown = set(fields) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown expert-set field(s) {sorted(unknown)} in the field mapping; "
+                             f"known fields: {', '.join(FIELDS)}")
+        return cls(**fields)
+
+
+def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line: int,
+                 default_task: str = "default") -> ExpertRecord:
+    """Validate one raw row and build an :class:`ExpertRecord` (raises :class:`ExpertSetError`)."""
+
+    def err(name: str, message: str, hint: str = "") -> ExpertSetError:
+        return ExpertSetError(message, source=source, line=line, field_name=getattr(fields, name), hint=hint)
+
+    if not isinstance(row, Mapping):
+        raise ExpertSetError(f"a row must be a JSON object, got {type(row).__name__}", source=source, line=line)
+    texts = {}
+    for name in ("prompt", "solution"):
+        key = getattr(fields, name)
+        if key not in row or row[key] is None:
+            present = ", ".join(sorted(map(str, row))) or "none"
+            raise err(name, "missing", f"Fields present: {present}. Map names with fields={{'{name}': ...}}.")
+        value = row[key]
+        if not isinstance(value, str):
+            raise err(name, f"must be a string, got {type(value).__name__}")
+        texts[name] = value
+    if not texts["solution"].strip():
+        raise err("solution", "empty solution", "Every row needs a non-empty expert trajectory.")
+    if not texts["prompt"].strip():
+        raise err("prompt", "empty prompt")
+
+    answer = _optional_str(row, fields.answer, err, "answer")
+    task = _optional_str(row, fields.task, err, "task") or default_task
+    domain = _optional_str(row, fields.domain, err, "domain")
+    if domain is not None:
+        domain = domain.strip("/")
+        if not domain or any(not part for part in domain.split("/")):
+            raise err("domain", f"invalid domain path {row[fields.domain]!r}", "Use slash paths like 'math/algebra'.")
+    raw_id = row.get(fields.id)
+    record_id = str(raw_id) if raw_id is not None else f"{task}/{line}"
+    weight = row.get(fields.weight, 1.0)
+    if weight is None:
+        weight = 1.0
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0 or weight == float("inf"):
+        raise err("weight", f"must be a finite number >= 0, got {weight!r}")
+    meta = row.get(fields.meta) or {}
+    if not isinstance(meta, Mapping):
+        raise err("meta", f"must be an object, got {type(meta).__name__}")
+    return ExpertRecord(prompt=texts["prompt"], solution=texts["solution"], answer=answer, task=task,
+                        domain=domain, id=record_id, negatives=_negatives(row.get(fields.negatives), err),
+                        weight=float(weight), meta=dict(meta))
+
+
+def _optional_str(row: Mapping[str, Any], key: str, err: Any, name: str) -> str | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "answer":
+        return str(value)
+    if not isinstance(value, str):
+        raise err(name, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _negatives(value: Any, err: Any) -> tuple[Negative, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise err("negatives", f"must be a list, got {type(value).__name__}")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            text, category = item, "flawed"
+        elif isinstance(item, Mapping) and isinstance(item.get("text"), str):
+            text, category = item["text"], str(item.get("category") or "flawed")
+        else:
+            raise err("negatives", f"item {i} must be a string or {{'text': ..., 'category': ...}}")
+        if not text.strip():
+            raise err("negatives", f"item {i} is empty")
+        out.append(Negative(text=text, category=category))
+    return tuple(out)
+
+
+@dataclass
+class LoadReport:
+    """What a loader kept and skipped, with the reason for every skipped row."""
+
+    loaded: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def iter_raw_rows(source: str | Path | Any, *, split: str | None = None) -> Iterator[tuple[str, int, Any]]:
+    """Yield ``(source name, 1-based line/row number, raw row)`` from a file or a ``datasets`` object."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"expert set not found: {path}")
+        suffixes = "".join(path.suffixes[-2:]).lower()
+        if suffixes.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+            yield from _iter_jsonl(path)
+        elif suffixes.endswith(".json"):
+            yield from _iter_json(path)
+        elif suffixes.endswith(".parquet"):
+            yield from _iter_parquet(path)
+        else:
+            raise ExpertSetError("unsupported file type; use .jsonl, .jsonl.gz, .json or .parquet", source=str(path))
+        return
+    dataset = source
+    if split is not None:
+        dataset = dataset[split]
+    elif hasattr(dataset, "keys") and not hasattr(dataset, "column_names"):
+        raise ValueError(f"a DatasetDict needs split=...; splits: {list(dataset.keys())}")
+    name = f"<dataset {getattr(dataset, 'info', None) and dataset.info.dataset_name or 'in memory'}>"
+    for i, row in enumerate(dataset, start=1):
+        yield name, i, row
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for number, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ExpertSetError(f"malformed JSON ({exc.msg} at column {exc.colno})", source=str(path),
+                                     line=number, hint="Each line must hold one JSON object.") from None
+            yield str(path), number, row
+
+
+def _iter_json(path: Path) -> Iterator[tuple[str, int, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ExpertSetError(f"malformed JSON ({exc.msg})", source=str(path), line=exc.lineno) from None
+    if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise ExpertSetError("a .json expert set must be a list of rows (or {'data': [...]})", source=str(path))
+    for i, row in enumerate(data, start=1):
+        yield str(path), i, row
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[str, int, Any]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for i, row in enumerate(table.to_pylist(), start=1):
+        yield str(path), i, row
+
+
+def load_records(source: str | Path | Any, *, fields: FieldMap | Mapping[str, str] | None = None,
+                 split: str | None = None, task: str | None = None, on_invalid: OnInvalid = "error",
+                 report: LoadReport | None = None) -> list[ExpertRecord]:
+    """Read and validate every row of ``source``.
+
+    ``task`` names rows that carry no task field (default: the file's stem). With
+    ``on_invalid="skip"`` bad rows are dropped and listed in ``report``; ids must be unique.
+    """
+    fmap = FieldMap.of(fields)
+    default_task = task or (Path(source).name.split(".")[0] if isinstance(source, (str, Path)) else "default")
+    report = report if report is not None else LoadReport()
+    records: list[ExpertRecord] = []
+    seen: dict[str, tuple[str, int]] = {}
+    for name, line, row in iter_raw_rows(source, split=split):
+        try:
+            record = parse_record(row, fmap, source=name, line=line, default_task=default_task)
+            if record.id in seen:
+                first = seen[record.id]
+                raise ExpertSetError(f"duplicate id {record.id!r} (first at {first[0]}:{first[1]})",
+                                     source=name, line=line, field_name=fmap.id)
+        except ExpertSetError as exc:
+            if on_invalid == "error":
+                raise
+            report.skipped.append(str(exc))
+            continue
+        seen[record.id] = (name, line)
+        records.append(record)
+    if not records:
+        raise ExpertSetError("no valid rows", source=str(source) if isinstance(source, (str, Path)) else "<dataset>",
+                             hint=f"{len(report.skipped)} row(s) skipped." if report.skipped else "")
+    report.loaded = len(records)
+    return records
+
+
+def write_jsonl(records: Iterable[ExpertRecord], path: str | Path) -> Path:
+    """Write records as an expert-set JSONL file (the format every loader reads back)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+    return path

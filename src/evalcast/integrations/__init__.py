@@ -1,0 +1,1 @@
+"""Thin framework adapters over :class:`evalcast.Monitor` (imported on demand: ``evalcast.integrations.transformers``)."""

@@ -1,0 +1,95 @@
+"""Collecting rank results and agreeing on one decision, without ever hanging the job.
+
+Only rank 0 fits, logs and writes; every rank must then take the same branch (skip, carry on, stop
+training). The exchange goes through the job's key-value store (the ``TCPStore`` behind
+``torch.distributed``), not through collectives, because a store wait can time out cleanly where a
+timed-out collective leaves the process group unusable:
+
+1. every rank posts its payload (its share of the sums, or the error it hit) under a round key;
+2. rank 0 waits for all payloads up to ``timeout_s`` and proposes a decision — "skip" if a payload is
+   missing or holds an error;
+3. the decision is written with ``compare_set`` (first writer wins). A rank that waited for it longer
+   than ``2·timeout_s`` writes "skip" the same way. Everyone then reads the one value that won.
+
+A rank that stalls therefore turns into a skip on every rank, and a late payload is simply ignored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What every rank does after an evaluation."""
+
+    ok: bool
+    reason: str = ""
+    stop_training: bool = False
+    alerts: tuple[str, ...] = ()
+
+
+class Exchange:
+    """Single-process exchange: payloads pass straight through and rank 0's decision stands."""
+
+    rank, world_size = 0, 1
+
+    def gather(self, round_key: str, payload: Any, timeout_s: float) -> list[Any] | None:
+        return [payload]
+
+    def agree(self, round_key: str, proposal: Decision | None, timeout_s: float) -> Decision:
+        assert proposal is not None
+        return proposal
+
+
+class StoreExchange(Exchange):
+    """Exchange over the default process group's store (every rank of the job takes part)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        base = dist.distributed_c10d._get_default_store()
+        self.store = dist.PrefixStore(f"evalcast/{namespace}/", base)
+
+    def gather(self, round_key: str, payload: Any, timeout_s: float) -> list[Any] | None:
+        self.store.set(f"{round_key}/payload/{self.rank}", pickle.dumps(payload))
+        if self.rank != 0:
+            return None
+        keys = [f"{round_key}/payload/{r}" for r in range(self.world_size)]
+        try:
+            self.store.wait(keys, datetime.timedelta(seconds=timeout_s))
+        except dist.DistStoreError:
+            missing = [r for r, k in enumerate(keys) if not self.store.check([k])]
+            logger.error("evalcast: ranks %s sent nothing within %.0f s", missing, timeout_s)
+        out = []
+        for key in keys:
+            out.append(pickle.loads(self.store.get(key)) if self.store.check([key]) else None)
+            if self.store.check([key]):
+                self.store.delete_key(key)
+        return out
+
+    def agree(self, round_key: str, proposal: Decision | None, timeout_s: float) -> Decision:
+        key = f"{round_key}/decision"
+        if proposal is None:
+            try:
+                self.store.wait([key], datetime.timedelta(seconds=2 * timeout_s))
+            except dist.DistStoreError:
+                skip = Decision(ok=False, reason=f"rank 0 decided nothing within {2 * timeout_s:.0f} s")
+                self.store.compare_set(key, "", pickle.dumps(skip))
+        else:
+            self.store.compare_set(key, "", pickle.dumps(proposal))
+        return pickle.loads(self.store.get(key))
+
+
+def make_exchange(namespace: str) -> Exchange:
+    """The store exchange inside an initialised multi-process job, else the single-process one."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return StoreExchange(namespace)
+    return Exchange()

@@ -1,0 +1,101 @@
+"""Token-level statistics of the next-token distribution at expert tokens (METHODS §2.2).
+
+Logits are formed chunk by chunk over positions in fp32 from the final hidden states and the output
+layer, so a ``[positions, vocab]`` fp32 tensor exists for one chunk only; ranks are counts of larger
+logits (no sort). Every statistic is reported raw; the aggregation decides the direction later.
+
+=====================  ==========================================================
+column                 value at an expert token y with logits z
+=====================  ==========================================================
+``nll``                logsumexp(z) − z_y
+``prob``               p(y) = exp(−nll)
+``entropy``            −Σ p log p of the whole distribution (nats)
+``top{k}``             1 if rank ≤ k
+``log_rank``           log rank, rank = 1 + #{v : z_v > z_y}
+``recip_rank``         1 / rank
+``margin``             z_y − max_{v ≠ y} z_v (> 0 iff the expert token is the unique argmax)
+``excess_surprisal``   nll − entropy
+``max_prob``           probability of the most likely token (confidence)
+=====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+LogitTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StatSpec:
+    """Which statistics to compute: the top-k cut-offs and the chunk size over positions.
+
+    chunk_elements bounds one chunk's logits to about that many fp32 values (positions × vocab).
+    """
+
+    topk: tuple[int, ...] = (1, 5, 10)
+    chunk_elements: int = 1 << 22
+
+    def __post_init__(self) -> None:
+        if 1 not in self.topk or any(k < 1 for k in self.topk) or len(set(self.topk)) != len(self.topk):
+            raise ValueError(f"topk={self.topk}: give distinct cut-offs >= 1 including 1 (greedy agreement)")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ("nll", "prob", "entropy", *(f"top{k}" for k in self.topk), "log_rank", "recip_rank", "margin",
+                "excess_surprisal", "max_prob")
+
+    def chunk_positions(self, vocab: int) -> int:
+        return max(1, self.chunk_elements // max(vocab, 1))
+
+
+def fp32_weight(weight: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The output layer's first ``vocab_size`` rows in fp32 (a view when already fp32).
+
+    Rows beyond the tokenizer's vocabulary are padding: dropping them is exact masking.
+    """
+    return weight[:vocab_size].float()
+
+
+def token_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                     spec: StatSpec = StatSpec(), transform: LogitTransform | None = None) -> torch.Tensor:
+    """Statistics for each row of ``hidden`` ``[n, d]`` at its ``targets`` ``[n]``: ``[n, len(spec.names)]`` fp32.
+
+    ``weight`` ``[V, d]`` must already be restricted to the real vocabulary (see :func:`fp32_weight`).
+    """
+    out = torch.empty(hidden.shape[0], len(spec.names), dtype=torch.float32, device=hidden.device)
+    step = spec.chunk_positions(weight.shape[0])
+    for start in range(0, hidden.shape[0], step):
+        stop = min(start + step, hidden.shape[0])
+        out[start:stop] = _chunk_statistics(hidden[start:stop], weight, bias, targets[start:stop], spec, transform)
+    return out
+
+
+def _chunk_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                      spec: StatSpec, transform: LogitTransform | None) -> torch.Tensor:
+    with torch.autocast(hidden.device.type, enabled=False):
+        z = F.linear(hidden.float(), weight, None if bias is None else bias[:weight.shape[0]].float())
+    if transform is not None:
+        z = transform(z)
+    y = targets.long().unsqueeze(1)
+    z_y = z.gather(1, y).squeeze(1)
+    rank = 1.0 + (z > z_y.unsqueeze(1)).sum(1).float()
+    top2_values, top2_index = z.topk(min(2, z.shape[1]), dim=1)
+    if z.shape[1] > 1:
+        competitor = torch.where(top2_index[:, 0] == y.squeeze(1), top2_values[:, 1], top2_values[:, 0])
+    else:
+        competitor = torch.full_like(z_y, -math.inf)
+    lse = torch.logsumexp(z, dim=1)
+    log_p = z.sub_(lse.unsqueeze(1))  # in place: z is not needed any more
+    p = log_p.exp()
+    entropy = -(p.mul_(log_p)).sum(1)
+    del p, log_p
+    nll = lse - z_y
+    columns = [nll, torch.exp(-nll), entropy, *((rank <= k).float() for k in spec.topk), torch.log(rank),
+               1.0 / rank, z_y - competitor, nll - entropy, torch.exp(top2_values[:, 0] - lse)]
+    return torch.stack(columns, dim=1)

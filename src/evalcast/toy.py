@@ -1,0 +1,55 @@
+"""Tiny tokenizers and models built from configs, for the demo, the tests and the benchmarks.
+
+No model hub is needed: the tokenizer is a character-level BPE without merges built with the
+``tokenizers`` library, and models come from ``GPT2Config`` / ``LlamaConfig``. Saved with
+``save_pretrained``, they reload with the same ``from_pretrained`` calls real users make.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+from tokenizers import Tokenizer, decoders, models
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel,
+                          PreTrainedTokenizerFast)
+
+DEFAULT_ALPHABET = string.ascii_lowercase + string.ascii_uppercase + string.digits + " \n+-*/=.,:;#()[]<>?!'_"
+SPECIAL = ("<pad>", "<eos>", "<unk>")
+
+
+def char_tokenizer(alphabet: str = DEFAULT_ALPHABET) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer: ids 0–2 are ``<pad>``, ``<eos>`` (also BOS), ``<unk>``."""
+    chars = list(dict.fromkeys(alphabet))
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *chars])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>",
+                                   unk_token="<unk>", bos_token="<eos>", model_max_length=1024)
+
+
+def tiny_gpt2(tokenizer: Any, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 2, n_positions: int = 256,
+              vocab_size: int | None = None, seed: int = 0, **config: Any) -> PreTrainedModel:
+    """A GPT-2 (tied embeddings) sized for CPU; ``vocab_size`` above the tokenizer's pads the vocabulary."""
+    import torch
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size or len(tokenizer), n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                     n_positions=n_positions, bos_token_id=tokenizer.eos_token_id,
+                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **config)
+    return GPT2LMHeadModel(cfg)
+
+
+def tiny_llama(tokenizer: Any, *, n_layer: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+               max_positions: int = 256, vocab_size: int | None = None, tie: bool = False, seed: int = 0,
+               **config: Any) -> PreTrainedModel:
+    """A Llama (RMSNorm, RoPE, GQA, untied output layer by default) sized for CPU."""
+    import torch
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+                      num_hidden_layers=n_layer, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      max_position_embeddings=max_positions, tie_word_embeddings=tie,
+                      bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id, **config)
+    return LlamaForCausalLM(cfg)

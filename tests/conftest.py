@@ -1,0 +1,62 @@
+"""Shared fixtures: a character tokenizer, tiny models from config, a small expert set, training data."""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from evalcast.data import ExpertRecord, ExpertSet, Negative  # noqa: E402
+from evalcast.toy import char_tokenizer, tiny_gpt2  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def arithmetic_records(n: int = 24, seed: int = 0) -> list[ExpertRecord]:
+    """Two small tasks with worked solutions, a domain tree and one flawed negative per row."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 49), rng.randint(1, 49)
+        task, op, value = ("add", "+", a + b) if i % 2 else ("sub", "-", a - b)
+        solution = f"{a}{op}{b}={value}\n#### {value}"
+        rows.append(ExpertRecord(prompt=f"what is {a}{op}{b}?", solution=solution, task=task, id=f"{task}-{i}",
+                                 domain=f"math/{task}",
+                                 negatives=(Negative(solution.replace(str(value), str(value + 1)), "wrong_answer"),)))
+    return rows
+
+
+def training_texts(n: int = 256, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        a, b = rng.randint(1, 49), rng.randint(1, 49)
+        op, value = rng.choice([("+", a + b), ("-", a - b)])
+        texts.append(f"what is {a}{op}{b}?\n{a}{op}{b}={value}\n#### {value}")
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tok():
+    return char_tokenizer()
+
+
+@pytest.fixture
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def experts(tok, cache_dir):
+    return ExpertSet(arithmetic_records(), tok, cache_dir=cache_dir, progress=False)
+
+
+@pytest.fixture
+def model(tok):
+    return tiny_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64)
