@@ -105,7 +105,11 @@ class FieldMap:
         if unknown:
             raise ValueError(f"unknown expert-set field(s) {sorted(unknown)} in the field mapping; "
                              f"known fields: {', '.join(FIELDS)}")
-        return cls(**fields)
+        # A file key taken by an explicit mapping is no longer read under its default meaning:
+        # with {"solution": "answer"} (GSM8K), "answer" is the solution, and the answer is derived.
+        taken = set(fields.values())
+        disabled = {name: "" for name in FIELDS if name not in fields and name in taken}
+        return cls(**{**disabled, **fields})
 
 
 def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line: int,
@@ -193,7 +197,10 @@ class LoadReport:
 
 
 def iter_raw_rows(source: str | Path | Any, *, split: str | None = None) -> Iterator[tuple[str, int, Any]]:
-    """Yield ``(source name, 1-based line/row number, raw row)`` from a file or a ``datasets`` object."""
+    """Yield ``(source name, 1-based line/row number, raw row)`` from a file or a ``datasets`` object.
+
+    A line that is not valid JSON is yielded as an :class:`ExpertSetError` for the caller to raise or skip.
+    """
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -211,7 +218,7 @@ def iter_raw_rows(source: str | Path | Any, *, split: str | None = None) -> Iter
     dataset = source
     if split is not None:
         dataset = dataset[split]
-    elif hasattr(dataset, "keys") and not hasattr(dataset, "column_names"):
+    elif isinstance(dataset, Mapping):
         raise ValueError(f"a DatasetDict needs split=...; splits: {list(dataset.keys())}")
     name = f"<dataset {getattr(dataset, 'info', None) and dataset.info.dataset_name or 'in memory'}>"
     for i, row in enumerate(dataset, start=1):
@@ -229,8 +236,8 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise ExpertSetError(f"malformed JSON ({exc.msg} at column {exc.colno})", source=str(path),
-                                     line=number, hint="Each line must hold one JSON object.") from None
+                row = ExpertSetError(f"malformed JSON ({exc.msg} at column {exc.colno})", source=str(path),
+                                     line=number, hint="Each line must hold one JSON object.")
             yield str(path), number, row
 
 
@@ -270,6 +277,8 @@ def load_records(source: str | Path | Any, *, fields: FieldMap | Mapping[str, st
     seen: dict[str, tuple[str, int]] = {}
     for name, line, row in iter_raw_rows(source, split=split):
         try:
+            if isinstance(row, ExpertSetError):
+                raise row
             record = parse_record(row, fmap, source=name, line=line, default_task=default_task)
             if record.id in seen:
                 first = seen[record.id]

@@ -1,0 +1,108 @@
+"""The HF Trainer adapter on real ``transformers.Trainer`` runs: invisible to training, resumable, robust."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from evalcast import Monitor, MonitorConfig
+from evalcast.integrations.transformers import EvalcastCallback
+from evalcast.toy import tiny_gpt2
+from tests.hf_utils import losses, make_trainer
+
+
+def fresh_model(tok):
+    return tiny_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0)
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
+def rng_fingerprint():
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_training_is_bit_identical_with_the_callback(tok, experts, tmp_path):
+    plain = make_trainer(fresh_model(tok), tok, tmp_path / "plain")
+    plain.train()
+    after_plain = rng_fingerprint()
+    monitor = Monitor(experts, config=MonitorConfig(progress=True))
+    callback = EvalcastCallback(monitor)
+    watched = make_trainer(fresh_model(tok), tok, tmp_path / "watched", callbacks=[callback])
+    watched.train()
+    assert rng_fingerprint() == after_plain
+    assert losses(watched) == losses(plain) and len(losses(plain)) == 12
+    for (name, a), b in zip(plain.model.named_parameters(), watched.model.parameters()):
+        assert torch.equal(a, b), name
+    assert watched.model.training == plain.model.training
+    # metrics reached the Trainer's log stream and the run directory under <output_dir>/evalcast
+    assert callback.trainer is watched
+    logged = [h for h in watched.state.log_history if "evalcast/all/nll" in h]
+    assert [h["step"] for h in logged] == [4, 8, 12]
+    assert monitor.run_dir == tmp_path / "watched" / "evalcast"
+    history = monitor.history()
+    assert [r["step"] for r in history] == [4, 8, 12]
+    assert history[0]["metrics"]["evalcast/all/nll"] > history[-1]["metrics"]["evalcast/all/nll"]
+    assert history[-1]["train"]["loss"] == losses(plain)[-1]
+    assert monitor.budget.max_steps == 12 and len(monitor.budget.lr) == 13
+
+
+def test_every_n_steps_and_log_filter(tok, experts, tmp_path):
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    callback = EvalcastCallback(monitor, every_n_steps=3, log_to_trainer="all")
+    trainer = make_trainer(fresh_model(tok), tok, tmp_path / "out", callbacks=[callback], save_steps=100)
+    trainer.train()
+    assert [r["step"] for r in monitor.history()] == [3, 6, 9, 12]
+    logged = [h for h in trainer.state.log_history if "evalcast/all/nll" in h]
+    assert "evalcast/domain/math/add/nll.rarity" in logged[0]
+
+
+def test_an_evalcast_error_skips_the_save_and_training_goes_on(tok, experts, tmp_path):
+    model = fresh_model(tok)
+    handle = model.transformer.h[0].register_forward_pre_hook(
+        lambda module, args: (_ for _ in ()).throw(ValueError("hook failure")) if not module.training else None)
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    trainer = make_trainer(model, tok, tmp_path / "out", callbacks=[EvalcastCallback(monitor)])
+    trainer.train()
+    assert trainer.state.global_step == 12
+    assert [(r["step"], r["status"]) for r in monitor.history()] == [(4, "skipped"), (8, "skipped"), (12, "skipped")]
+    assert "hook failure" in monitor.history()[0]["reason"]
+    strict = Monitor(experts, run_dir=tmp_path / "strict", config=MonitorConfig(strict=True))
+    trainer = make_trainer(model, tok, tmp_path / "out2", callbacks=[EvalcastCallback(strict)])
+    with pytest.raises(ValueError, match="hook failure"):
+        trainer.train()
+    handle.remove()
+
+
+def test_resume_continues_the_history_without_duplicates(tok, experts, tmp_path):
+    reference = Monitor(experts, run_dir=tmp_path / "reference")
+    make_trainer(fresh_model(tok), tok, tmp_path / "ref_out", callbacks=[EvalcastCallback(reference)]).train()
+
+    out = tmp_path / "out"
+    first = Monitor(experts)
+    make_trainer(fresh_model(tok), tok, out, callbacks=[EvalcastCallback(first), StopAt(10)]).train()
+    assert [r["step"] for r in first.history()] == [4, 8]
+    # the process dies; a new one resumes from checkpoint-8 with a new monitor on the same run dir
+    resumed = Monitor(experts)
+    trainer = make_trainer(fresh_model(tok), tok, out, callbacks=[EvalcastCallback(resumed)])
+    trainer.train(resume_from_checkpoint=str(out / "checkpoint-8"))
+    history, expected = resumed.history(), reference.history()
+    assert [r["step"] for r in history] == [4, 8, 12]
+    for got, want in zip(history, expected):
+        assert got["metrics"]["evalcast/all/nll"] == pytest.approx(want["metrics"]["evalcast/all/nll"], rel=1e-6)
+    # resuming once more from checkpoint-8 replaces step 12 instead of duplicating it
+    again = Monitor(experts)
+    make_trainer(fresh_model(tok), tok, out, callbacks=[EvalcastCallback(again)]).train(
+        resume_from_checkpoint=str(out / "checkpoint-8"))
+    assert [r["step"] for r in again.history()] == [4, 8, 12]
+    assert [r["session"] for r in again.history()] == [first.session, first.session, again.session]

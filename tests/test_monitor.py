@@ -1,0 +1,167 @@
+"""The monitor core: isolation guarantees, aggregation by sums, skips on errors, the run store."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from evalcast import ExpertRecord, ExpertSet, Monitor, MonitorConfig, RunStore
+from evalcast.monitor import EvaluationSkipped, isolated
+from evalcast.proxy import metric_name
+from evalcast.stats import ModelMismatchError
+from evalcast.toy import char_tokenizer, tiny_gpt2
+from tests.test_token_stats import naive_statistics
+
+
+def test_isolation_restores_modes_rng_and_leaves_gradients(model):
+    model.train()
+    model.transformer.h[0].eval()  # a frozen block stays in eval mode
+    model.transformer.wte.weight.requires_grad_(False)
+    model.activation_checkpointing_enable()
+    loss = model(torch.tensor([[5, 6, 7, 8]]), labels=torch.tensor([[5, 6, 7, 8]])).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    modes = {n: m.training for n, m in model.named_modules()}
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    with isolated(model):
+        assert not model.training and not torch.is_grad_enabled()
+        random.random(), np.random.rand(), torch.rand(3)  # evaluation code drawing random numbers
+        model.generate(torch.tensor([[5, 6]]), do_sample=True, max_new_tokens=3, pad_token_id=0)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+    assert {n: m.training for n, m in model.named_modules()} == modes
+    assert model.is_activation_checkpointing and model.config.use_cache is True
+    assert not model.transformer.wte.weight.requires_grad
+    for name, param in model.named_parameters():
+        assert (name in grads) == (param.grad is not None)
+        if param.grad is not None:
+            assert torch.equal(param.grad, grads[name])
+
+
+def naive_group_means(model, experts) -> dict[str, float]:
+    """Token-micro averages per group computed from the naive per-token reference."""
+    stats = naive_statistics(model, experts)
+    table = experts.table
+    owner = np.repeat(np.arange(table.n_seq), table.scored_lengths)
+    out = {}
+    for group in ("all", "add", "sub", "domain/math", "domain/math/add"):
+        rows = [i for i in range(table.n_seq) if table.kind[i] == 0 and
+                (group == "all" or experts.records[table.record_index[i]].task == group.split("/")[-1]
+                 or group == "domain/math")]
+        mask = np.isin(owner, rows)
+        out[metric_name(group, "nll")] = stats[mask, 0].mean()
+        out[metric_name(group, "top5")] = stats[mask, 4].mean()
+        per_seq = [stats[owner == i, 0].mean() for i in rows]
+        out[metric_name(group, "nll", "traj")] = float(np.mean(per_seq))
+        nll_sum = sum(stats[owner == i, 0].sum() for i in rows)
+        out[metric_name(group, "bpb")] = nll_sum / (table.n_bytes[rows].sum() * np.log(2))
+    return out
+
+
+def test_group_metrics_equal_naive_averages_and_shards_merge_exactly(model, experts, tmp_path):
+    model.eval()
+    metrics = Monitor(experts, run_dir=tmp_path / "one").evaluate(model, 1).metrics
+    for name, value in naive_group_means(model, experts).items():
+        assert metrics[name] == pytest.approx(value, rel=1e-5), name
+    # Shards scored separately (as ranks do) and merged give the same sums: per-rank means are never averaged.
+    monitor = Monitor(experts, run_dir=tmp_path / "two")
+    shards = []
+    for rank in range(3):
+        monitor.exchange.rank, monitor.exchange.world_size = rank, 3
+        local, _ = monitor._local(model, __import__("evalcast").TrainingContext(step=1))
+        shards.append(local)
+    merged = monitor._merge(shards)
+    assert sum(len(s.rows) for s in shards) == experts.table.n_seq
+    assert monitor._metrics(*merged) == pytest.approx({k: v for k, v in metrics.items()
+                                                       if not k.startswith("evalcast/cost")}, nan_ok=True)
+
+
+def test_pairs_match_a_naive_margin(model, experts, tmp_path):
+    metrics = Monitor(experts, run_dir=tmp_path).evaluate(model, 1).metrics
+    stats = naive_statistics(model.eval(), experts)
+    table = experts.table
+    owner = np.repeat(np.arange(table.n_seq), table.scored_lengths)
+    score = [-stats[owner == i, 0].sum() / table.n_bytes[i] for i in range(table.n_seq)]
+    margins = [score[i] - score[i + 1] for i in range(0, table.n_seq, 2)]  # expert then its negative
+    assert metrics[metric_name("all", "pair_margin")] == pytest.approx(np.mean(margins), abs=1e-6)
+    assert metrics[metric_name("all", "pair_accuracy")] == pytest.approx(np.mean(np.array(margins) > 0))
+    assert metrics[metric_name("all", "pair_accuracy.wrong_answer")] == metrics[metric_name("all", "pair_accuracy")]
+
+
+def test_errors_skip_the_save_with_a_reason_and_strict_reraises(model, experts, tmp_path, caplog):
+    def broken(module, args):
+        raise RuntimeError("boom in a hook")
+
+    handle = model.transformer.h[1].register_forward_pre_hook(broken)
+    monitor = Monitor(experts, run_dir=tmp_path)
+    with caplog.at_level(logging.ERROR, logger="evalcast"):
+        evaluation = monitor.evaluate(model, 5)
+    assert not evaluation.ok and "RuntimeError: boom in a hook" in evaluation.decision.reason
+    assert "Traceback" in caplog.text and "boom in a hook" in caplog.text
+    assert monitor.history()[-1] == {**monitor.history()[-1], "step": 5, "status": "skipped"}
+    strict = Monitor(experts, run_dir=tmp_path / "strict", config=MonitorConfig(strict=True))
+    with pytest.raises(RuntimeError, match="boom in a hook"):
+        strict.evaluate(model, 5)
+    handle.remove()
+    assert monitor.evaluate(model, 6).ok
+
+
+def test_tokenizer_and_model_mismatches_are_explained(experts, tmp_path):
+    small = tiny_gpt2(char_tokenizer("0123456789"), n_embd=16)
+    evaluation = Monitor(experts, run_dir=tmp_path / "a").evaluate(small, 1)
+    assert not evaluation.ok and "different tokenizer" in evaluation.decision.reason
+    with pytest.raises(ModelMismatchError, match="different tokenizer"):
+        Monitor(experts, run_dir=tmp_path / "b", config=MonitorConfig(strict=True)).evaluate(small, 1)
+    short = tiny_gpt2(experts.tokenizer, n_embd=16, n_positions=8)
+    assert "max_length=8" in Monitor(experts, run_dir=tmp_path / "c").evaluate(short, 1).decision.reason
+    base = short.transformer
+    assert "no output layer" in Monitor(experts, run_dir=tmp_path / "d").evaluate(base, 1).decision.reason
+
+
+def test_run_store_appends_replaces_and_rewinds(tmp_path):
+    store = RunStore(tmp_path)
+    for step in (10, 20, 30):
+        store.append({"step": step, "value": step})
+    store.append({"step": 20, "value": "again"})
+    assert [(r["step"], r["value"]) for r in store.history()] == [(10, 10), (20, "again"), (30, 30)]
+    store.rewind(20)
+    assert [r["step"] for r in store.history()] == [10, 20]
+    store.append({"step": 40, "value": 40})
+    with open(tmp_path / "history.jsonl", "a") as fh:
+        fh.write('{"step": 50, "val')  # torn write from a crash
+    assert [r["step"] for r in RunStore(tmp_path).history()] == [10, 20, 40]
+
+
+def test_monitor_reopens_its_run_and_refuses_another_expert_set(model, experts, tmp_path, tok, cache_dir):
+    Monitor(experts, run_dir=tmp_path).evaluate(model, 1)
+    again = Monitor(experts, run_dir=tmp_path)
+    again.evaluate(model, 2)
+    assert [r["step"] for r in again.history()] == [1, 2]
+    assert again.store.load_arrays(2, "examples")["stats"].shape == (experts.n_expert, len(StatNames()))
+    other = ExpertSet([ExpertRecord(prompt="a", solution="b")], tok, cache_dir=cache_dir, progress=False)
+    with pytest.raises(ValueError, match="another expert set"):
+        Monitor(other, run_dir=tmp_path)
+
+
+def test_same_step_twice_is_evaluated_once(model, experts, tmp_path):
+    monitor = Monitor(experts, run_dir=tmp_path)
+    first = monitor.evaluate(model, 3)
+    assert monitor.evaluate(model, 3) is first
+    assert len(monitor.history()) == 1
+
+
+def test_strict_skip_without_exception_raises_evaluation_skipped(model, experts, tmp_path):
+    monitor = Monitor(experts, run_dir=tmp_path, config=MonitorConfig(strict=True))
+    monitor._conclude = lambda *a: __import__("evalcast").Evaluation(  # a rank-0 failure after the pass
+        __import__("evalcast").monitor.Decision(ok=False, reason="rank 1: no result"))
+    with pytest.raises(EvaluationSkipped, match="rank 1: no result"):
+        monitor.evaluate(model, 1)
+
+
+def StatNames():
+    return MonitorConfig().stats.names
