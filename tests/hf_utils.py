@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 
+from evalcast.toy import TextDataset
 from tests.conftest import training_texts
-
-
-class TextDataset(Dataset):
-    def __init__(self, tokenizer, n: int = 256, length: int = 48) -> None:
-        self.items = []
-        for text in training_texts(n):
-            ids = tokenizer(text)["input_ids"][: length - 1] + [tokenizer.eos_token_id]
-            ids = ids + [tokenizer.pad_token_id] * (length - len(ids))
-            labels = [i if i != tokenizer.pad_token_id else -100 for i in ids]
-            self.items.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                               "attention_mask": torch.tensor([int(i != tokenizer.pad_token_id) for i in ids])})
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.items[i]
 
 
 def make_trainer(model, tokenizer, out_dir, callbacks=(), max_steps: int = 12, save_steps: int = 4,
@@ -34,7 +16,8 @@ def make_trainer(model, tokenizer, out_dir, callbacks=(), max_steps: int = 12, s
                                   disable_tqdm=True, save_strategy="steps", dataloader_num_workers=0,
                                   lr_scheduler_type=args.pop("lr_scheduler_type", "cosine"),
                                   warmup_steps=args.pop("warmup_steps", 2), **args)
-    return Trainer(model=model, args=arguments, train_dataset=TextDataset(tokenizer), callbacks=list(callbacks))
+    dataset = TextDataset(tokenizer, training_texts(256), length=48)
+    return Trainer(model=model, args=arguments, train_dataset=dataset, callbacks=list(callbacks))
 
 
 def losses(trainer: Trainer) -> list[float]:

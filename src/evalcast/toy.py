@@ -53,3 +53,27 @@ def tiny_llama(tokenizer: Any, *, n_layer: int = 2, hidden: int = 64, heads: int
                       bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
                       pad_token_id=tokenizer.pad_token_id, **config)
     return LlamaForCausalLM(cfg)
+
+
+class TextDataset:
+    """Texts tokenized for causal-LM training: EOS appended, right-padded to ``length``, padding masked out."""
+
+    def __init__(self, tokenizer: Any, texts: list[str], length: int) -> None:
+        import torch
+
+        pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+        encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
+        ids = torch.full((len(texts), length), pad, dtype=torch.long)
+        for i, row in enumerate(encoded):
+            row = (row + [eos])[:length]
+            ids[i, :len(row)] = torch.tensor(row)
+        self.input_ids = ids
+        self.attention_mask = (torch.arange(length)[None, :] < torch.tensor([min(len(r) + 1, length)
+                                                                            for r in encoded])[:, None]).long()
+        self.labels = ids.masked_fill(self.attention_mask == 0, -100)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.input_ids[i], "attention_mask": self.attention_mask[i], "labels": self.labels[i]}

@@ -70,32 +70,40 @@ def token_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     """
     out = torch.empty(hidden.shape[0], len(spec.names), dtype=torch.float32, device=hidden.device)
     step = spec.chunk_positions(weight.shape[0])
-    for start in range(0, hidden.shape[0], step):
-        stop = min(start + step, hidden.shape[0])
-        out[start:stop] = _chunk_statistics(hidden[start:stop], weight, bias, targets[start:stop], spec, transform)
+    with torch.autocast(hidden.device.type, enabled=False):  # fp32 throughout, whatever the caller autocasts
+        for start in range(0, hidden.shape[0], step):
+            stop = min(start + step, hidden.shape[0])
+            out[start:stop] = _chunk_statistics(hidden[start:stop], weight, bias, targets[start:stop], spec,
+                                                transform)
     return out
 
 
 def _chunk_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
                       spec: StatSpec, transform: LogitTransform | None) -> torch.Tensor:
-    with torch.autocast(hidden.device.type, enabled=False):
-        z = F.linear(hidden.float(), weight, None if bias is None else bias[:weight.shape[0]].float())
+    z = F.linear(hidden.float(), weight, None if bias is None else bias[:weight.shape[0]].float())
     if transform is not None:
         z = transform(z)
     y = targets.long().unsqueeze(1)
-    z_y = z.gather(1, y).squeeze(1)
-    rank = 1.0 + (z > z_y.unsqueeze(1)).sum(1).float()
-    top2_values, top2_index = z.topk(min(2, z.shape[1]), dim=1)
-    if z.shape[1] > 1:
-        competitor = torch.where(top2_index[:, 0] == y.squeeze(1), top2_values[:, 1], top2_values[:, 0])
-    else:
-        competitor = torch.full_like(z_y, -math.inf)
-    lse = torch.logsumexp(z, dim=1)
-    log_p = z.sub_(lse.unsqueeze(1))  # in place: z is not needed any more
-    p = log_p.exp()
-    entropy = -(p.mul_(log_p)).sum(1)
-    del p, log_p
+    z_y = z.gather(1, y)
+    # int32 accumulation: summing the bool mask as int64 is several times slower on CPU
+    rank = 1.0 + torch.gt(z, z_y).sum(1, dtype=torch.int32).float()
+    # best competitor: mask the expert token, take the max, put it back (no sort, no copy)
+    z.scatter_(1, y, -math.inf)
+    competitor = z.max(1).values if z.shape[1] > 1 else torch.full_like(z_y[:, 0], -math.inf)
+    z.scatter_(1, y, z_y)
+    z_y = z_y.squeeze(1)
+    top = torch.maximum(competitor, z_y).unsqueeze(1)
+    # One shifted exponential serves logsumexp and entropy: with e = exp(z − m), s = Σ e and
+    # t = Σ e·(z − m): lse = m + log s and H = lse − Σ p z = log s − t / s.
+    shifted = z.sub_(top)  # in place: z is not needed any more
+    e = shifted.exp()
+    total = e.sum(1)
+    dot = torch.bmm(e.unsqueeze(1), shifted.unsqueeze(2)).view(-1)
+    del e, shifted
+    log_total = torch.log(total)
+    lse = top.squeeze(1) + log_total
+    entropy = log_total - dot / total
     nll = lse - z_y
     columns = [nll, torch.exp(-nll), entropy, *((rank <= k).float() for k in spec.topk), torch.log(rank),
-               1.0 / rank, z_y - competitor, nll - entropy, torch.exp(top2_values[:, 0] - lse)]
+               1.0 / rank, z_y - competitor, nll - entropy, torch.exp(-log_total)]
     return torch.stack(columns, dim=1)
