@@ -96,6 +96,7 @@ class Monitor:
         self._round = 0
         self._decided: dict[int, Evaluation] = {}
         self._head: OutputHead | None = None
+        self.last: Evaluation | None = None
         if run_dir is not None:
             self.bind_run_dir(run_dir)
 
@@ -140,6 +141,13 @@ class Monitor:
         if self.store is not None and self.is_main and any(r["step"] > step for r in self.history()):
             self.store.rewind(step)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a trainer checkpoint keeps of the monitor (the run directory holds the rest)."""
+        return {"name": self.name, "last_step": max(self._decided, default=None)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the history itself is re-read from the run directory)."""
+
     # ---------------------------------------------------------------- the checkpoint
     def step(self, model: nn.Module, *, step: int, every: int = 1, **context: Any) -> Evaluation | None:
         """Plain-loop API: evaluate when ``step`` is a multiple of ``every``, else do nothing."""
@@ -168,7 +176,7 @@ class Monitor:
             evaluation = Evaluation(decision)
         if self.is_main:
             self._commit(evaluation, ctx, started)
-        self._decided[ctx.step] = evaluation
+        self._decided[ctx.step] = self.last = evaluation
         if self.config.strict and not decision.ok:
             if error is not None:
                 raise error

@@ -1,0 +1,109 @@
+"""Real multi-process runs: torchrun (HF Trainer, FSDP2, fault injection) and Lightning DDP, 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from evalcast import ExpertSet, Monitor, RunStore
+from evalcast.toy import tiny_gpt2
+from tests.conftest import arithmetic_records
+
+SCRIPTS = Path(__file__).resolve().parent / "distributed"
+pytestmark = pytest.mark.multiprocess
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPTS.parents[1])}
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), str(SCRIPTS / script), str(out), *args]
+    else:
+        cmd = [sys.executable, str(SCRIPTS / script), str(out), *args]
+        env["MASTER_PORT"] = str(free_port())
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-6000:]
+
+
+def results(out: Path, name: str) -> list[dict]:
+    return [json.loads((out / f"{name}.rank{r}.json").read_text()) for r in range(2)]
+
+
+def single_process_metrics(experts_dir: Path, tok, state_dict, tmp_path) -> dict:
+    experts = ExpertSet(arithmetic_records(), tok, cache_dir=experts_dir, progress=False)
+    model = tiny_gpt2(tok, n_embd=32, n_positions=64)
+    model.load_state_dict(state_dict)
+    return Monitor(experts, run_dir=tmp_path / "single").evaluate(model, 0).metrics
+
+
+def assert_close_metrics(multi: dict, single: dict) -> None:
+    keys = [k for k in single if not k.startswith("evalcast/cost")]
+    assert len(keys) > 100
+    for key in keys:
+        assert multi[key] == pytest.approx(single[key], rel=1e-5, abs=1e-6, nan_ok=True), key
+
+
+def test_hf_trainer_under_torchrun(tmp_path, tok):
+    launch("hf_ddp.py", tmp_path)
+    rank0, rank1 = results(tmp_path, "hf")
+    assert rank0["world"] == 2
+    assert rank0["plain"] == rank0["watched"] and len(rank0["plain"]) == 8
+    records = RunStore(tmp_path / "run").history()
+    assert [r["step"] for r in records] == [4, 8]
+    state = load_file(str(tmp_path / "watched" / "checkpoint-8" / "model.safetensors"))
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    single = single_process_metrics(tmp_path / "cache", tok, state, tmp_path)
+    assert_close_metrics(records[-1]["metrics"], single)
+    assert rank1["decisions"] == rank0["decisions"] == {"4": True, "8": True}
+
+
+def test_fsdp2_loop_under_torchrun(tmp_path, tok):
+    launch("fsdp2_loop.py", tmp_path)
+    rank0, rank1 = results(tmp_path, "fsdp")
+    assert rank0["plain"] == rank0["watched"] and rank1["plain"] == rank1["watched"]
+    assert rank0["decisions"] == rank1["decisions"] == {"3": True, "6": True}
+    records = RunStore(tmp_path / "run").history()
+    assert [r["step"] for r in records] == [3, 6]
+    state = torch.load(tmp_path / "fsdp_state.pt")
+    assert_close_metrics(records[-1]["metrics"], single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+
+
+def test_fault_on_one_rank_and_a_stalled_rank_skip_on_every_rank(tmp_path):
+    launch("faults.py", tmp_path)
+    rank0, rank1 = results(tmp_path, "faults")
+    assert rank0["steps"] == rank1["steps"] == 6  # training finished on both ranks
+    for outcomes in (rank0["outcomes"], rank1["outcomes"]):
+        assert [outcomes[s][0] for s in ("2", "4", "6")] == [False, False, True]
+    assert "injected failure on rank 1" in rank0["outcomes"]["2"][1] == rank1["outcomes"]["2"][1]
+    assert "rank 1: no result within 3 s" in rank0["outcomes"]["4"][1]
+    records = RunStore(tmp_path / "run").history()
+    assert [(r["step"], r["status"]) for r in records] == [(2, "skipped"), (4, "skipped"), (6, "ok")]
+
+
+def test_lightning_ddp(tmp_path, tok):
+    launch("lightning_ddp.py", tmp_path, "plain", torchrun=False)
+    launch("lightning_ddp.py", tmp_path, "evalcast", torchrun=False)
+    for r in range(2):
+        plain = json.loads((tmp_path / f"lightning_plain.rank{r}.json").read_text())
+        watched = json.loads((tmp_path / f"lightning_watched.rank{r}.json").read_text())
+        assert watched["world"] == 2 and plain["losses"] == watched["losses"] and len(plain["losses"]) == 8
+        assert watched["decisions"] == {"4": True, "8": True}
+    records = RunStore(tmp_path / "run").history()
+    assert [r["step"] for r in records] == [4, 8]
+    checkpoint = torch.load(sorted((tmp_path / "ckpt").glob("*step=8*.ckpt"))[0], weights_only=False)
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    assert_close_metrics(records[-1]["metrics"], single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
