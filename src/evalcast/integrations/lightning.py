@@ -12,8 +12,9 @@ When it fires::
 
 Traps handled: ``save_last=True`` calls ``on_save_checkpoint`` twice per step (evaluated once);
 monitor-based saves run from ``on_validation_end`` in eval mode (the monitor restores every module's
-mode); ``self.log`` is forbidden there, so metrics go to ``trainer.loggers`` directly (rank 0) and to
-the monitor's trackers. A stop decision sets ``trainer.should_stop`` on every rank.
+mode); ``self.log`` is forbidden there, so metrics go to the trainer's loggers directly (rank 0: W&B,
+TensorBoard and MLflow through their runs, other loggers through ``log_metrics``) and to the
+monitor's trackers. A stop decision sets ``trainer.should_stop`` on every rank.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 
 from evalcast.monitor import Evaluation, Monitor, TrainingContext
 from evalcast.monitor.config import Budget
-from evalcast.proxy.aggregate import is_headline
+from evalcast.trackers.discover import trackers_from_lightning
 
 logger = logging.getLogger("evalcast")
 
@@ -52,14 +53,15 @@ class EvalcastCallback(Callback):
     every_n_steps: evaluate every N optimizer steps instead of at saves.
     model_getter: the causal LM inside the LightningModule (default: found by its output layer).
     tokens_per_step: training tokens per optimizer step, if constant (Lightning does not count them).
-    log_to_loggers: ``"headline"``, ``"all"`` or ``"none"`` of the metrics to ``trainer.loggers``.
+    reuse_trackers: write into the trainer's loggers (W&B run, TensorBoard writer, MLflow run, and
+        ``log_metrics`` of any other logger such as CSV).
     """
 
     def __init__(self, monitor: Monitor, *, every_n_steps: int | None = None,
                  model_getter: Callable[[LightningModule], nn.Module] = find_language_model,
-                 tokens_per_step: int | None = None, log_to_loggers: str = "headline") -> None:
+                 tokens_per_step: int | None = None, reuse_trackers: bool = True) -> None:
         self.monitor, self.every_n_steps, self.model_getter = monitor, every_n_steps, model_getter
-        self.tokens_per_step, self.log_to_loggers = tokens_per_step, log_to_loggers
+        self.tokens_per_step, self.reuse_trackers = tokens_per_step, reuse_trackers
         self.last: Evaluation | None = None
         self._weights_only_seen: dict[int, int] = {}
 
@@ -78,6 +80,8 @@ class EvalcastCallback(Callback):
         if max_tokens is None and max_steps and self.tokens_per_step:
             max_tokens = max_steps * self.tokens_per_step
         self.monitor.set_budget(Budget(max_steps=max_steps, max_tokens=max_tokens, lr=self.monitor.budget.lr))
+        if self.reuse_trackers and trainer.is_global_zero:
+            self.monitor.use_framework_trackers(trackers_from_lightning(trainer))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.global_step > 0:
@@ -135,10 +139,6 @@ class EvalcastCallback(Callback):
         self.last = evaluation = self.monitor.evaluate(self.model_getter(pl_module), ctx)
         if evaluation.decision.stop_training:
             trainer.should_stop = True
-        if evaluation.metrics and trainer.is_global_zero and self.log_to_loggers != "none":
-            logs = {k: v for k, v in evaluation.metrics.items() if self.log_to_loggers == "all" or is_headline(k)}
-            for lg in trainer.loggers:
-                lg.log_metrics(logs, step=step)
 
 
 def _train_figures(trainer: Trainer) -> dict[str, float]:

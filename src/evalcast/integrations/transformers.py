@@ -11,9 +11,11 @@ When it fires (transformers ≥ 4.46, checked on 5.23)::
                                              written, and on_log/on_evaluate of that step came before
 
 ``on_save`` runs on every rank under DDP/FSDP/DeepSpeed, so the monitor's all-rank forward pass and
-exchange are safe there. Metrics go into the Trainer's own log stream (``trainer.log``), so every
-``report_to`` tracker receives them (W&B shows them as ``train/evalcast/...``), plus the monitor's own
-trackers and run directory. A decision to stop sets ``control.should_training_stop``.
+exchange are safe there. Metrics go into the runs the ``report_to`` integrations opened (W&B,
+TensorBoard, MLflow: never a second run) under ``evalcast/...``, into the monitor's own trackers and
+run directory, and, when no tracker is reused, the headline metrics into the Trainer's own log stream
+(``trainer.log``: console, ``log_history`` and any other reporter). A decision to stop sets
+``control.should_training_stop``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from evalcast.monitor import Evaluation, Monitor, TrainingContext
 from evalcast.monitor.config import Budget
 from evalcast.proxy.aggregate import is_headline
+from evalcast.trackers.discover import trackers_from_hf_trainer
 
 logger = logging.getLogger("evalcast")
 
@@ -38,16 +41,19 @@ class EvalcastCallback(TrainerCallback):
     """Runs an evalcast :class:`~evalcast.Monitor` at every checkpoint save of a HF ``Trainer``.
 
     every_n_steps: evaluate every N optimizer steps instead of at saves.
-    log_to_trainer: which metrics go through ``trainer.log``: ``"headline"`` (token-weighted proxies of
-        the run and of each task, cost, forecasts), ``"all"`` or ``"none"``. The run directory always
-        keeps everything.
+    reuse_trackers: write everything (scalars, forecast charts, tables, alerts) into the runs the
+        Trainer's ``report_to`` integrations opened (W&B run, TensorBoard writer, MLflow run).
+    log_to_trainer: which metrics also go through ``trainer.log`` (console, ``log_history`` and every
+        ``report_to`` tracker, W&B under ``train/evalcast/...``): ``"headline"``, ``"all"``, ``"none"``,
+        or ``"auto"``: the headline metrics when no tracker is reused, else none (no duplicates).
     """
 
-    def __init__(self, monitor: Monitor, *, every_n_steps: int | None = None, log_to_trainer: str = "headline",
-                 trainer: Trainer | None = None) -> None:
-        if log_to_trainer not in ("headline", "all", "none"):
-            raise ValueError(f"log_to_trainer={log_to_trainer!r}: use 'headline', 'all' or 'none'")
+    def __init__(self, monitor: Monitor, *, every_n_steps: int | None = None, reuse_trackers: bool = True,
+                 log_to_trainer: str = "auto", trainer: Trainer | None = None) -> None:
+        if log_to_trainer not in ("auto", "headline", "all", "none"):
+            raise ValueError(f"log_to_trainer={log_to_trainer!r}: use 'auto', 'headline', 'all' or 'none'")
         self.monitor, self.every_n_steps, self.log_to_trainer = monitor, every_n_steps, log_to_trainer
+        self.reuse_trackers = reuse_trackers
         self.trainer = trainer
         self.last: Evaluation | None = None
 
@@ -69,6 +75,8 @@ class EvalcastCallback(TrainerCallback):
                                        lr=_lr_schedule(kwargs.get("lr_scheduler"), state.max_steps)))
         if state.global_step > 0:
             self.monitor.rewind(state.global_step)
+        if self.reuse_trackers and self.trainer is not None and state.is_world_process_zero:
+            self.monitor.use_framework_trackers(trackers_from_hf_trainer(self.trainer))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
@@ -86,10 +94,11 @@ class EvalcastCallback(TrainerCallback):
         self.last = evaluation = self.monitor.evaluate(model, ctx)
         if evaluation.decision.stop_training:
             control.should_training_stop = True
-        if evaluation.metrics and state.is_world_process_zero and self.trainer is not None \
-                and self.log_to_trainer != "none":
-            logs = {k: v for k, v in evaluation.metrics.items() if self.log_to_trainer == "all" or is_headline(k)}
-            self.trainer.log(logs)
+        mode = self.log_to_trainer
+        if mode == "auto":
+            mode = "none" if self.monitor.framework_trackers else "headline"
+        if evaluation.metrics and state.is_world_process_zero and self.trainer is not None and mode != "none":
+            self.trainer.log({k: v for k, v in evaluation.metrics.items() if mode == "all" or is_headline(k)})
 
 
 def _calling_trainer() -> Trainer | None:

@@ -38,7 +38,7 @@ from evalcast.pairs.margins import pair_margins, pair_metrics
 from evalcast.proxy.aggregate import GroupIndex, aggregate, metric_name
 from evalcast.stats.forward import StatsTap, run_forward
 from evalcast.stats.head import OutputHead, check_compatible, unwrap
-from evalcast.trackers.base import CompositeTracker, Tracker
+from evalcast.trackers.base import Tracker
 
 logger = logging.getLogger("evalcast")
 
@@ -88,7 +88,8 @@ class Monitor:
                  budget: Budget = Budget(), name: str = "evalcast") -> None:
         self.experts, self.config, self.name, self.budget = experts, config, name, budget
         self.groups = GroupIndex.build(experts)
-        self.trackers = CompositeTracker(list(trackers))
+        self.trackers: list[Tracker] = list(trackers)
+        self.framework_trackers: list[Tracker] = []
         self.listeners: list[Callable[[Evaluation, TrainingContext], None]] = []
         self.session = uuid.uuid4().hex[:12]
         self.store: RunStore | None = None
@@ -112,6 +113,20 @@ class Monitor:
                 "be comparable. Use a new run_dir.")
         self.store = store
         return store
+
+    def use_framework_trackers(self, trackers: Sequence[Tracker]) -> None:
+        """Trackers found in the trainer (its W&B run, TensorBoard writer ...), replacing earlier ones."""
+        self.framework_trackers = list(trackers)
+
+    def tracker_call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``method`` on every tracker; one tracker's failure is logged and does not stop the others."""
+        for tracker in [*self.trackers, *self.framework_trackers]:
+            try:
+                getattr(tracker, method)(*args, **kwargs)
+            except Exception:  # noqa: BLE001
+                logger.error("evalcast: tracker %r failed in %s.\n%s", tracker, method, traceback.format_exc())
+                if self.config.strict:
+                    raise
 
     def set_budget(self, budget: Budget) -> None:
         """Set the horizon (adapters read it from the trainer; a token budget given by the user is kept)."""
@@ -294,7 +309,7 @@ class Monitor:
             if arrays is not None and self.config.save_examples:
                 self.store.save_arrays(ctx.step, "examples", arrays)
             self.store.append(evaluation.record)
-            self.trackers.log(evaluation.metrics, step=ctx.step)
+            self.tracker_call("log", evaluation.metrics, step=ctx.step)
             for listener in self.listeners:
                 listener(evaluation, ctx)
         except Exception:  # noqa: BLE001
@@ -311,5 +326,5 @@ class Monitor:
                 "host": socket.gethostname(), "created": time.time(), "torch": torch.__version__}
 
     def close(self) -> None:
-        """Finish the trackers this monitor opened itself."""
-        self.trackers.finish()
+        """Finish the trackers (each finishes only a run or writer it opened itself)."""
+        self.tracker_call("finish")

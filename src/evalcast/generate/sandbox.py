@@ -1,0 +1,340 @@
+"""Run model-written Python in a separate, contained process (Linux).
+
+Layers, each used when it works on the machine (probed once, see :func:`sandbox_layers`):
+
+* ``net namespace`` / ``pid namespace`` (``unshare --net --pid --fork --kill-child``; as non-root through
+  ``--map-root-user``, i.e. a user namespace): no network interface but loopback, and when the
+  supervisor (PID 1 of the namespace) ends, the kernel kills every process the program left behind.
+* ``unprivileged uid`` (root only, ``setpriv``): the program runs as a fresh uid with no capabilities
+  and ``no_new_privs``, so file permissions stop writes to root-owned paths and ``RLIMIT_NPROC`` (not
+  enforced for root) stops fork bombs. Where the Python install is not world-readable (e.g. under
+  ``/root``) the uid keeps ``CAP_DAC_READ_SEARCH`` (layer ``read-anywhere capability``): it can then
+  *read* any file.
+* ``rlimits``: CPU seconds, address space, file size (which also caps captured output), no core
+  files, and a process count where it counts only the sandbox's own processes.
+* ``audit guard`` (PEP 578 hook installed before the program runs): refuses sockets, process creation,
+  signals, ctypes, rlimit changes and writes outside the working directory. Python-level only: code
+  that reaches raw syscalls another way (``_posixsubprocess``, a C extension) is not stopped by it, and
+  PEP 578 hooks are not a security boundary against code written to defeat them.
+* always: ``python -I``, a cleared environment, a throwaway working directory, its own session and
+  process group killed as a whole (``os.killpg``) at exit or timeout, a wall-clock limit.
+
+Not covered: reads (without namespaces a program can read what its uid can), writes to world-writable
+directories such as ``/tmp`` when the audit guard is off, and forging the verdict channel on purpose.
+This contains accidents and careless model code; it is not a jail for adversarial code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import itertools
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+#: Sandboxed programs run as uid ``SANDBOX_UID_BASE + k`` when evalcast runs as root.
+SANDBOX_UID_BASE = 1 << 30
+CHILD = Path(__file__).with_name("_sandbox_child.py")
+_CHANNEL_LIMIT = 1 << 16
+_uid_counter = itertools.count()
+_uid_lock = threading.Lock()
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not run (not a verdict on the program)."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits for one program and how many run at once."""
+
+    timeout_s: float = 10.0
+    """Wall-clock limit; the whole process group is killed when it passes."""
+    cpu_s: int = 10
+    """CPU-time limit (``RLIMIT_CPU``)."""
+    memory_mb: int = 1024
+    """Address-space limit (``RLIMIT_AS``)."""
+    output_bytes: int = 1 << 20
+    """Largest stdout+stderr (and any file the program writes) (``RLIMIT_FSIZE``)."""
+    max_processes: int = 16
+    """Process limit (``RLIMIT_NPROC``), applied only where it counts the sandbox's processes alone."""
+    workers: int = 2
+    """Programs run concurrently by :func:`run_programs`."""
+    namespaces: bool = True
+    """Use network/PID namespaces when ``unshare`` works here."""
+    drop_privileges: bool = True
+    """When running as root, run the program as a fresh unprivileged uid (needs ``setpriv``)."""
+    audit_guard: bool = True
+    """Install the in-process audit guard before the program runs."""
+    python: str = sys.executable
+    """Interpreter that runs the program (started with ``-I``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "cpu_s", "memory_mb", "output_bytes", "max_processes", "workers"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SandboxConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How one program ended. ``reason`` is a short countable category; ``detail`` says more."""
+
+    passed: bool
+    reason: str
+    detail: str = ""
+    output: str = ""
+    wall_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    prefix: tuple[str, ...]
+    drop_uid: bool
+    read_cap: bool
+    layers: tuple[str, ...]
+
+
+def _setpriv(uid: int, read_cap: bool) -> list[str]:
+    caps = "-all,+dac_read_search" if read_cap else "-all"
+    cmd = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+           "--no-new-privs", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    return cmd + (["--ambient-caps=+dac_read_search"] if read_cap else [])
+
+
+def _stdlib(cmd: list[str]) -> str | None:
+    """Where ``cmd`` (ending in a ``python -I -c`` probe) finds the standard library; None if it fails."""
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, text=True,
+                              cwd=tempfile.gettempdir(), env=_env(tempfile.gettempdir()))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.cache
+def _plan(namespaces: bool, drop_privileges: bool, python: str) -> _Plan:
+    """Probe each layer once; a layer is used only if the interpreter still loads its own stdlib under it
+    (an unreadable install can make Python fall back silently to another one, e.g. ``/usr/lib``)."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxError(f"code execution needs Linux (process groups, rlimits, pidfd); this is {sys.platform}")
+    probe = [python, "-I", "-c", "import os, json; print(os.__file__)"]
+    reference = _stdlib(probe)
+    if reference is None:
+        raise SandboxError(f"{python} -I does not start; set SandboxConfig(python=...) to a working interpreter")
+    root = os.geteuid() == 0
+    prefix: list[str] = []
+    layers: list[str] = []
+    unshare = shutil.which("unshare")
+    if namespaces and unshare:
+        candidate = [unshare, "--net", "--pid", "--fork", "--kill-child"] + ([] if root else ["--map-root-user"])
+        if _stdlib(candidate + probe) == reference:
+            prefix = candidate
+            layers += ["net namespace", "pid namespace"] + ([] if root else ["user namespace"])
+    drop_uid = read_cap = False
+    if root and drop_privileges and shutil.which("setpriv"):
+        for cap in (False, True):
+            if _stdlib(prefix + _setpriv(SANDBOX_UID_BASE, cap) + probe) == reference:
+                drop_uid, read_cap = True, cap
+                layers += ["unprivileged uid"] + (["read-anywhere capability"] if cap else [])
+                break
+    layers += ["rlimits", "process group kill", "isolated python", "throwaway cwd", "cleared env"]
+    return _Plan(tuple(prefix), drop_uid, read_cap, tuple(layers))
+
+
+def sandbox_layers(config: SandboxConfig = SandboxConfig()) -> tuple[str, ...]:
+    """The containment layers that programs get on this machine with ``config``."""
+    plan = _plan(config.namespaces, config.drop_privileges, config.python)
+    return plan.layers + (("audit guard",) if config.audit_guard else ())
+
+
+def run_program(source: str, config: SandboxConfig = SandboxConfig()) -> SandboxResult:
+    """Run ``source`` as a script in the sandbox; it passes when it ends without an exception."""
+    plan = _plan(config.namespaces, config.drop_privileges, config.python)
+    uid = _next_uid() if plan.drop_uid else None
+    workdir = tempfile.mkdtemp(prefix="evalcast-sandbox-")
+    read_end, write_end = os.pipe()
+    try:
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        cmd = [*plan.prefix, *(_setpriv(uid, plan.read_cap) if uid is not None else ()), config.python, "-I",
+               str(CHILD)]
+        payload = {"source": source, "channel_fd": write_end, "guard": config.audit_guard,
+                   "limits": _limits(config, count_processes=uid is not None or "user namespace" in plan.layers)}
+        with tempfile.TemporaryFile() as out:
+            start = time.perf_counter()
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                                        cwd=workdir, env=_env(workdir), pass_fds=(write_end,),
+                                        start_new_session=True)
+            except OSError as exc:
+                raise SandboxError(f"could not start the sandbox ({cmd[0]}): {exc}") from exc
+            os.close(write_end)
+            write_end = -1
+            timed_out = _feed_and_wait(proc, json.dumps(payload).encode(), config.timeout_s)
+            if uid is not None:
+                _kill_uid(uid)
+            wall = time.perf_counter() - start
+            records = _read_channel(read_end)
+            out.seek(0)
+            output = out.read(config.output_bytes + 1).decode("utf-8", "replace")
+        return _verdict(records, timed_out, output, wall, config)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+        _remove(workdir)
+
+
+def run_programs(sources: Sequence[str], config: SandboxConfig = SandboxConfig(), *,
+                 progress: bool = False) -> list[SandboxResult]:
+    """Run many programs, ``config.workers`` at a time; results keep the order of ``sources``."""
+    with ThreadPoolExecutor(max_workers=config.workers) as pool:
+        results = pool.map(functools.partial(run_program, config=config), sources)
+        return list(tqdm(results, total=len(sources), desc="sandbox", disable=not progress))
+
+
+def _next_uid() -> int:
+    with _uid_lock:
+        slot = next(_uid_counter) % 4096
+    return SANDBOX_UID_BASE + (os.getpid() % 4096) * 4096 + slot
+
+
+def _limits(config: SandboxConfig, *, count_processes: bool) -> dict[str, list[int]]:
+    limits = {"RLIMIT_CPU": [config.cpu_s, config.cpu_s + 1],
+              "RLIMIT_AS": [config.memory_mb << 20] * 2,
+              "RLIMIT_FSIZE": [config.output_bytes] * 2,
+              "RLIMIT_CORE": [0, 0]}
+    if count_processes:
+        limits["RLIMIT_NPROC"] = [config.max_processes] * 2
+    return limits
+
+
+def _env(workdir: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
+
+
+def _feed_and_wait(proc: subprocess.Popen[bytes], payload: bytes, timeout: float) -> bool:
+    """Send the payload, wait for exit or timeout, kill the process group; True when it timed out.
+
+    The group leader is killed before it is reaped, so its pid (the group id) cannot have been reused.
+    stdin stays open until then: if this process dies first, the supervisor sees end of file and kills
+    the program.
+    """
+    assert proc.stdin is not None
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(payload + b"\n")
+            proc.stdin.flush()
+        timed_out = not select.select([pidfd], [], [], timeout)[0]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return timed_out
+    finally:
+        os.close(pidfd)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill what is left running as the sandbox uid (processes that left the group with setsid)."""
+    needle = f"Uid:\t{uid}\t"
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if needle in status.read_text():
+                os.kill(int(status.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def _read_channel(fd: int) -> list[dict[str, Any]]:
+    os.set_blocking(fd, False)
+    data = b""
+    while len(data) < _CHANNEL_LIMIT:
+        try:
+            chunk = os.read(fd, _CHANNEL_LIMIT)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    records = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _verdict(records: list[dict[str, Any]], timed_out: bool, output: str, wall: float,
+             config: SandboxConfig) -> SandboxResult:
+    verdict = next((r for r in records if r.get("kind") == "verdict"), None)
+    ended = next((r for r in records if r.get("kind") == "exit"), None)
+    tail = output[-4000:]
+
+    def fail(reason: str, detail: str = "") -> SandboxResult:
+        return SandboxResult(False, reason, detail, tail, wall)
+
+    if timed_out:
+        return fail("timeout", f"no result after {config.timeout_s:g} s wall time")
+    if verdict is not None and verdict.get("blocked"):
+        return fail(f"blocked: {verdict['blocked']}", str(verdict.get("message", "")))
+    if verdict is not None and verdict.get("status") == "passed":
+        return SandboxResult(True, "passed", "", tail, wall)
+    if verdict is not None:
+        kind, message = str(verdict.get("type")), str(verdict.get("message", ""))
+        detail = f"{kind}: {message}" if message else kind
+        if kind == "AssertionError":
+            return fail("test failed", detail)
+        if kind == "MemoryError":
+            return fail("memory limit", f"over {config.memory_mb} MiB of address space")
+        if kind == "BlockingIOError" or verdict.get("errno") == errno.EAGAIN:
+            return fail("process limit", detail)
+        if verdict.get("errno") == errno.EFBIG:
+            return fail("output limit", f"over {config.output_bytes} bytes of output")
+        return fail(f"error: {kind}", detail)
+    if ended is None:
+        return fail("sandbox error", "the supervisor reported nothing (killed by the program?)")
+    code = int(ended.get("code", 0))
+    if code >= 0:
+        return fail("exited early", f"exit code {code} before the program finished")
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    if -code == signal.SIGXCPU:
+        return fail("cpu time limit", f"over {config.cpu_s} s of CPU time")
+    if -code == signal.SIGXFSZ:
+        return fail("output limit", f"over {config.output_bytes} bytes of output")
+    hint = " (the hard CPU limit and the OOM killer send SIGKILL)" if -code == signal.SIGKILL else ""
+    return fail(f"killed: {name}", f"killed by {name}{hint}")
+
+
+def _remove(path: str) -> None:
+    """Remove the working directory even if the program made parts of it unreadable."""
+    for root, dirs, _ in os.walk(path):
+        for name in dirs:
+            child = os.path.join(root, name)
+            try:
+                if not os.path.islink(child):
+                    os.chmod(child, 0o700)
+            except OSError:
+                continue
+    shutil.rmtree(path, ignore_errors=True)
