@@ -324,3 +324,11 @@ def test_cuda_bf16_sampling_leaves_the_cuda_rng_alone(tok) -> None:
     first = generate_completions(model, tok, PROMPTS, config)
     assert torch.equal(torch.cuda.get_rng_state(), state)
     assert generate_completions(model, tok, PROMPTS, config) == first
+
+
+def test_generation_stops_at_the_context_limit(tok) -> None:
+    model = tiny_gpt2(tok, n_layer=1, n_embd=16, n_positions=24, seed=0)
+    [generation] = generate_completions(model, tok, ["1+1="], _cfg(max_new_tokens=100, batch_size=1))
+    assert generation.tokens[0] <= 24 - len(tok("1+1=")["input_ids"])
+    with pytest.raises(ValueError, match="no room to generate"):
+        generate_completions(model, tok, ["x" * 30], _cfg(max_new_tokens=5, batch_size=1))

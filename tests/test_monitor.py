@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from evalcast import ExpertRecord, ExpertSet, Monitor, MonitorConfig, RunStore
-from evalcast.monitor import EvaluationSkipped, isolated
+from evalcast.monitor import EvaluationSkipped, TrainingContext, isolated
+from evalcast.monitor.local import LocalPlan, run_local
 from evalcast.proxy import metric_name
-from evalcast.stats import ModelMismatchError
+from evalcast.stats import ModelMismatchError, check_compatible
 from evalcast.toy import char_tokenizer, tiny_gpt2
 from tests.test_token_stats import naive_statistics
 
@@ -70,11 +71,11 @@ def test_group_metrics_equal_naive_averages_and_shards_merge_exactly(model, expe
         assert metrics[name] == pytest.approx(value, rel=1e-5), name
     # Shards scored separately (as ranks do) and merged give the same sums: per-rank means are never averaged.
     monitor = Monitor(experts, run_dir=tmp_path / "two")
-    shards = []
-    for rank in range(3):
-        monitor.exchange.rank, monitor.exchange.world_size = rank, 3
-        local, _ = monitor._local(model, __import__("evalcast").TrainingContext(step=1))
-        shards.append(local)
+    head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(experts.table.lengths.max()))
+    plan = LocalPlan(probe_rows=None, capture_tokens=False, anchor=None)
+    with isolated(model):
+        shards = [run_local(model, experts, head, MonitorConfig(), plan, TrainingContext(step=1), rank, 3)
+                  for rank in range(3)]
     merged = monitor._merge(shards)
     assert sum(len(s.rows) for s in shards) == experts.table.n_seq
     assert monitor._metrics(*merged) == pytest.approx({k: v for k, v in metrics.items()

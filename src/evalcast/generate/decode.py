@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from evalcast.data.formatting import PromptFormat
+from evalcast.stats.head import max_positions
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,17 @@ def generate_completions(model: Any, tokenizer: Any, prompts: Sequence[str],
     if not config.greedy:
         kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
     batches = range(0, len(rows), config.batch_size)
+    limit = max_positions(model)
     with _eval_mode(model), _forked_rng(device, None if config.greedy else config.seed), torch.no_grad():
         for start in tqdm(batches, desc="generate", disable=not config.progress):
             batch = rows[start:start + config.batch_size]
             input_ids, attention_mask = _left_pad([encoded[q] for q, _ in batch], pad_id, device)
+            if limit is not None:  # never generate past the model's positions: the completion is cut there
+                room = limit - input_ids.shape[1]
+                if room < 1:
+                    raise ValueError(f"a prompt of {input_ids.shape[1]} tokens leaves no room to generate in the "
+                                     f"model's {limit} positions")
+                kwargs["max_new_tokens"] = min(config.max_new_tokens, room)
             stops = _StopStrings(tokenizer, config.stop, input_ids.shape[1])
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                  stopping_criteria=StoppingCriteriaList([stops] if config.stop else []), **kwargs)

@@ -9,7 +9,10 @@ timed-out collective leaves the process group unusable:
 2. rank 0 waits for all payloads up to ``timeout_s`` and proposes a decision — "skip" if a payload is
    missing or holds an error;
 3. the decision is written with ``compare_set`` (first writer wins). A rank that waited for it longer
-   than ``2·timeout_s`` writes "skip" the same way. Everyone then reads the one value that won.
+   than its timeout writes "skip" the same way. Everyone then reads the one value that won.
+
+The same agreement, before the pass, fixes the plan of the checkpoint (whether an anchor runs), which
+only rank 0 can decide from the run history.
 
 A rank that stalls therefore turns into a skip on every rank, and a late payload is simply ignored.
 """
@@ -20,21 +23,23 @@ import datetime
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What every rank does after an evaluation."""
+    """What every rank does after an evaluation: carry on, or skip (with the reason); stop training or
+    not; and the alerts raised (every rank's hooks receive them, e.g. to re-weight its data sampler)."""
 
     ok: bool
     reason: str = ""
     stop_training: bool = False
-    alerts: tuple[str, ...] = ()
+    alerts: tuple[Any, ...] = ()
 
 
 class Exchange:
@@ -45,7 +50,8 @@ class Exchange:
     def gather(self, round_key: str, payload: Any, timeout_s: float) -> list[Any] | None:
         return [payload]
 
-    def agree(self, round_key: str, proposal: Decision | None, timeout_s: float) -> Decision:
+    def agree(self, round_key: str, proposal: T | None, timeout_s: float, fallback: T) -> T:
+        """Rank 0's ``proposal`` on every rank (``fallback`` where rank 0 was not heard from in time)."""
         assert proposal is not None
         return proposal
 
@@ -75,14 +81,14 @@ class StoreExchange(Exchange):
                 self.store.delete_key(key)
         return out
 
-    def agree(self, round_key: str, proposal: Decision | None, timeout_s: float) -> Decision:
-        key = f"{round_key}/decision"
+    def agree(self, round_key: str, proposal: T | None, timeout_s: float, fallback: T) -> T:
+        key = f"{round_key}/agreed"
         if proposal is None:
             try:
-                self.store.wait([key], datetime.timedelta(seconds=2 * timeout_s))
+                self.store.wait([key], datetime.timedelta(seconds=timeout_s))
             except dist.DistStoreError:
-                skip = Decision(ok=False, reason=f"rank 0 decided nothing within {2 * timeout_s:.0f} s")
-                self.store.compare_set(key, "", pickle.dumps(skip))
+                logger.error("evalcast: rank %d heard nothing from rank 0 within %.0f s", self.rank, timeout_s)
+                self.store.compare_set(key, "", pickle.dumps(fallback))
         else:
             self.store.compare_set(key, "", pickle.dumps(proposal))
         return pickle.loads(self.store.get(key))

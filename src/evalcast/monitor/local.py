@@ -1,0 +1,93 @@
+"""The part of a checkpoint every rank runs on its own share: the pass, the probe features, the anchor.
+
+Everything here happens inside :func:`~evalcast.monitor.isolation.isolated` and ends in a picklable
+:class:`LocalResult` (or the error the rank hit), which the exchange carries to rank 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evalcast.data.expert_set import ExpertSet
+from evalcast.monitor.anchors import AnchorConfig, needs_synced_generation, run_anchor
+from evalcast.monitor.config import MonitorConfig, TrainingContext
+from evalcast.stats.features import FeatureTap
+from evalcast.stats.forward import StatsTap, run_forward
+from evalcast.stats.head import OutputHead
+
+logger = logging.getLogger("evalcast")
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """What this checkpoint runs (the same on every rank)."""
+
+    probe_rows: np.ndarray | None
+    capture_tokens: bool
+    anchor: AnchorConfig | None
+
+
+@dataclass
+class LocalResult:
+    """One rank's share of a checkpoint: sums for the sequences it scored, features of its probe
+    questions, anchor results of its share of questions, or the error it hit."""
+
+    rank: int
+    rows: np.ndarray | None = None
+    sums: np.ndarray | None = None
+    weight_sums: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    forward_seconds: float = 0.0
+    tokens_processed: int = 0
+    feature_layers: tuple[int, ...] = ()
+    feature_slots: np.ndarray | None = None
+    feature_last: np.ndarray | None = None
+    feature_mean: np.ndarray | None = None
+    feature_tokens: list[np.ndarray] | None = None
+    anchor_questions: list[dict[str, Any]] = field(default_factory=list)
+    anchor_seconds: float = 0.0
+    anchor_tokens: int = 0
+    anchor_error: str | None = None
+    error: str | None = None
+
+
+def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: MonitorConfig, plan: LocalPlan,
+              ctx: TrainingContext, rank: int, world: int) -> LocalResult:
+    """This rank's forward pass (+ features) and anchor share; the caller isolates the model."""
+    device = next(model.parameters()).device
+    plans = experts.batches(max_tokens=config.max_tokens, pad_multiple=config.pad_multiple,
+                            max_batch_size=config.max_batch_size, world_size=world, rank=rank)
+    stats = StatsTap(experts, head, config.stats, device)
+    features = (FeatureTap(rows=plan.probe_rows, capture_tokens=plan.capture_tokens)
+                if plan.probe_rows is not None else None)
+    result = run_forward(model, experts, plans, stats, [features] if features else [], device=device,
+                         autocast_dtype=ctx.autocast_dtype, progress=config.progress and rank == 0)
+    rows = np.flatnonzero(result.scored)
+    local = LocalResult(rank=rank, rows=rows, sums=result.sums[rows], weight_sums=result.weight_sums[rows],
+                        tokens=result.tokens[rows], forward_seconds=result.seconds,
+                        tokens_processed=result.tokens_processed)
+    if features is not None:
+        local.feature_slots, local.feature_last, local.feature_mean, local.feature_tokens = features.collect()
+        local.feature_layers = tuple(features.layers or ())
+    if plan.anchor is not None and plan.probe_rows is not None:
+        started = time.perf_counter()
+        try:  # a failed anchor costs its labels, not the checkpoint's proxies
+            with torch.autocast(device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
+                questions, local.anchor_tokens = run_anchor(model, experts, plan.probe_rows.tolist(), plan.anchor,
+                                                            rank=rank, world=world,
+                                                            synced=needs_synced_generation(model, world))
+            local.anchor_questions = [q.to_json() for q in questions]
+        except Exception as exc:  # noqa: BLE001
+            logger.error("evalcast: anchor evaluation at step %d failed on rank %d.\n%s", ctx.step, rank,
+                         traceback.format_exc())
+            local.anchor_error = f"rank {rank}: {type(exc).__name__}: {exc}"
+        local.anchor_seconds = time.perf_counter() - started
+    return local
