@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evalcast.alerts import Alert, AlertRule
 from evalcast.data.expert_set import ExpertSet
 from evalcast.data.table import EXPERT
 from evalcast.forecast import forecast_run
@@ -88,15 +89,19 @@ class Monitor:
         and anchor the accuracy forecasts. Without anchors there is no pass@1, only proxies.
     probe: the representation probe's settings (on whenever anchors are).
     forecast: forecast settings, ``None`` to turn forecasts off.
+    alerts: rules evaluated at every checkpoint (early stop, regression, data mix); off unless given.
+    on_alert: callables that receive every alert raised, on every rank (e.g. to re-weight a sampler).
     name: distinguishes several monitors in one job (store keys, checkpoint state).
     """
 
     def __init__(self, experts: ExpertSet, *, run_dir: str | Path | None = None,
                  config: MonitorConfig = MonitorConfig(), trackers: Sequence[Tracker] = (),
                  budget: Budget = Budget(), anchors: AnchorConfig | None = None, probe: ProbeConfig | None = None,
-                 forecast: ForecastSettings | None = ForecastSettings(), name: str = "evalcast") -> None:
+                 forecast: ForecastSettings | None = ForecastSettings(), alerts: Sequence[AlertRule] = (),
+                 on_alert: Sequence[Callable[[Alert], None]] = (), name: str = "evalcast") -> None:
         self.experts, self.config, self.name, self.budget = experts, config, name, budget
         self.anchors, self.forecast = anchors, forecast
+        self.alert_rules, self.alert_hooks = list(alerts), list(on_alert)
         self.groups = GroupIndex.build(experts)
         self.trackers: list[Tracker] = list(trackers)
         self.framework_trackers: list[Tracker] = []
@@ -214,12 +219,23 @@ class Monitor:
             evaluation = Evaluation(decision)
         if self.is_main:
             self._commit(evaluation, ctx)
+        for alert in decision.alerts:
+            for hook in self.alert_hooks:
+                self._call_hook(hook, alert)
         self._decided[ctx.step] = self.last = evaluation
         if self.config.strict and not decision.ok:
             if error is not None:
                 raise error
             raise EvaluationSkipped(decision.reason)
         return evaluation
+
+    def _call_hook(self, hook: Callable[[Alert], None], alert: Alert) -> None:
+        try:
+            hook(alert)
+        except Exception:  # noqa: BLE001
+            logger.error("evalcast: alert hook %r failed.\n%s", hook, traceback.format_exc())
+            if self.config.strict:
+                raise
 
     def _plan(self, ctx: TrainingContext) -> _Plan:
         try:
@@ -267,6 +283,8 @@ class Monitor:
             self._component("probe", evaluation, lambda: self._probe(evaluation, done, ctx, plan))
         if self.forecast is not None and len(self._history_cache()) % self.forecast.every == 0:
             self._component("forecast", evaluation, lambda: self._forecasts(evaluation))
+        if self.alert_rules:
+            self._component("alerts", evaluation, lambda: self._alerts(evaluation))
         metrics.update(self._cost_metrics(done, tokens, started))
         return evaluation
 
@@ -318,6 +336,14 @@ class Monitor:
                 evaluation.curves[metric_name(group, "forecast")] = curve
         evaluation.record["forecasts"] = {group: r.to_dict() for group, r in results.items()}
         evaluation.tables["evalcast/forecasts"] = (FORECAST_COLUMNS, forecast_rows(results))
+
+    def _alerts(self, evaluation: Evaluation) -> None:
+        """Every rule sees the history up to this checkpoint; stop if any raised alert asks for it."""
+        records = [r for r in self._history_cache() if r["step"] < evaluation.record["step"]]
+        records.append(evaluation.record)
+        raised = tuple(a for rule in self.alert_rules if (a := rule.check(records)) is not None)
+        evaluation.record["alerts"] = [a.to_dict() for a in raised]
+        evaluation.decision = Decision(ok=True, stop_training=any(a.stop_training for a in raised), alerts=raised)
 
     def _merge(self, payloads: list[LocalResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         table = self.experts.table
@@ -408,6 +434,9 @@ class Monitor:
                 self.tracker_call("log_curve", name, curve, step=ctx.step)
             for name, (columns, rows) in evaluation.tables.items():
                 self.tracker_call("log_table", name, columns, rows, step=ctx.step)
+            for alert in evaluation.decision.alerts:
+                logger.warning("evalcast alert at step %d: %s: %s", ctx.step, alert.title, alert.text)
+                self.tracker_call("alert", alert.title, alert.text, level=alert.level, step=ctx.step)
             for listener in self.listeners:
                 listener(evaluation, ctx)
         except Exception:  # noqa: BLE001
