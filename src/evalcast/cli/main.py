@@ -1,4 +1,4 @@
-"""The ``evalcast`` command line: ``demo``, ``cache`` (and more as the library grows)."""
+"""The ``evalcast`` command line: ``demo``, ``score``, ``report``, ``cache``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,31 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from evalcast.data import ExpertSet, TokenizeSettings
+    from evalcast.generate import DecodeConfig
+    from evalcast.offline import score_checkpoints
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
+    fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
+    experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
+                                  settings=TokenizeSettings(max_length=args.max_length))
+    decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
+                          batch_size=args.batch_size, progress=False)
+    monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
+                                questions=args.questions, decode=decode, device=args.device)
+    for record in monitor.history():
+        metrics = record.get("metrics", {})
+        line = f"step {record['step']:>8}  {record['status']:<7}  nll {metrics.get('evalcast/all/nll', float('nan')):.4f}"
+        if "evalcast/all/pass@1_anchor" in metrics:
+            line += f"  pass@1 {metrics['evalcast/all/pass@1_anchor']:.3f}"
+        print(line)
+    print(f"run directory: {monitor.run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalcast", description="Forecast downstream accuracy while an LLM trains.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -40,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--save-every", type=int, default=50, help="checkpoint (and evaluation) interval")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    score = commands.add_parser("score", help="score saved checkpoints (from_pretrained dirs) into a run directory")
+    score.add_argument("checkpoints", nargs="+", help="checkpoint directories (ordered by training step)")
+    score.add_argument("--experts", required=True, help="expert set file (.jsonl, .json, .parquet)")
+    score.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
+    score.add_argument("--run-dir", default="evalcast_scores", help="run directory to write (default: ./evalcast_scores)")
+    score.add_argument("--tokenizer", help="tokenizer directory (default: the first checkpoint's)")
+    score.add_argument("--generate", action="store_true", help="also run the generative evaluation (pass@1)")
+    score.add_argument("--questions", type=int, default=256, help="questions for --generate (default 256)")
+    score.add_argument("--max-new-tokens", type=int, default=256)
+    score.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
+    score.add_argument("--batch-size", type=int, default=16, help="generation batch size")
+    score.add_argument("--max-length", type=int, default=None)
+    score.add_argument("--device", default="cpu")
+    score.add_argument("--on-invalid", choices=["error", "skip"], default="error")
+    score.set_defaults(run=_score)
 
     cache = commands.add_parser("cache", help="tokenize an expert set once and cache it")
     cache.add_argument("experts", help="expert set file (.jsonl, .json, .parquet)")

@@ -48,7 +48,7 @@ from evalcast.pairs.margins import pair_margins, pair_metrics
 from evalcast.probe import ProbeConfig
 from evalcast.proxy.aggregate import GroupIndex, aggregate, metric_name
 from evalcast.report.plots import run_axis
-from evalcast.stats.head import OutputHead, check_compatible, unwrap
+from evalcast.stats.head import check_compatible, unwrap
 from evalcast.trackers.base import Curve, Tracker
 
 logger = logging.getLogger("evalcast")
@@ -116,7 +116,6 @@ class Monitor:
         self._exchange: Exchange | None = None
         self._round = 0
         self._decided: dict[int, Evaluation] = {}
-        self._head: OutputHead | None = None
         self._records: list[dict[str, Any]] | None = None
         self._predictions: dict[int, dict[str, float]] = {}
         if run_dir is not None:
@@ -248,14 +247,13 @@ class Monitor:
     def _local(self, model: nn.Module, ctx: TrainingContext, plan: _Plan) -> tuple[LocalResult, BaseException | None]:
         rank, world = self.exchange.rank, self.exchange.world_size
         try:
-            if self._head is None:
-                self._head = check_compatible(model, vocab_size=self.experts.vocab_size,
-                                              longest=int(self.experts.table.lengths.max()))
+            head = check_compatible(model, vocab_size=self.experts.vocab_size,
+                                    longest=int(self.experts.table.lengths.max()))
             local_plan = LocalPlan(probe_rows=None if self.probe is None else self.probe.rows,
                                    capture_tokens=self.probe is not None and self.probe.config.model == "attention",
                                    anchor=self.anchors if plan.anchor else None)
             with isolated(model):
-                return run_local(model, self.experts, self._head, self.config, local_plan, ctx, rank, world), None
+                return run_local(model, self.experts, head, self.config, local_plan, ctx, rank, world), None
         except Exception as exc:  # noqa: BLE001 - never into the training loop (see module docstring)
             logger.error("evalcast: evaluation at step %d failed on rank %d; this save is skipped.\n%s",
                          ctx.step, rank, traceback.format_exc())
