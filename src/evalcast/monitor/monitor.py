@@ -300,7 +300,7 @@ class Monitor:
 
     def _probe(self, evaluation: Evaluation, payloads: list[LocalResult], ctx: TrainingContext, plan: _Plan) -> None:
         assert self.probe is not None and self.store is not None
-        features = self.probe.features(payloads)
+        features = self.probe.features(payloads, evaluation.record["_arrays"])
         anchor_errors = [p.anchor_error for p in payloads if p.anchor_error]
         if anchor_errors:
             evaluation.record.setdefault("errors", {})["anchor"] = "; ".join(anchor_errors)

@@ -39,8 +39,9 @@ class ProbeQuestions:
         self.trainer = ProbeTrainer(config)
 
     # ---------------------------------------------------------------- assembling rank results
-    def features(self, payloads: Sequence[LocalResult]) -> CheckpointFeatures:
-        """Every probe question's features, merged from the ranks' slots, in probe-question order."""
+    def features(self, payloads: Sequence[LocalResult], examples: dict[str, np.ndarray]) -> CheckpointFeatures:
+        """Every probe question's features, merged from the ranks' slots, in probe-question order, with
+        its own teacher-forced statistics from ``examples`` (the per-example arrays of this checkpoint)."""
         parts = [p for p in payloads if p.feature_slots is not None and len(p.feature_slots)]
         slots = np.concatenate([p.feature_slots for p in parts])
         order = np.argsort(slots)
@@ -53,7 +54,8 @@ class ProbeQuestions:
             flat = [t for p in parts for t in p.feature_tokens]
             tokens = [flat[i] for i in order]
         return CheckpointFeatures(ids=list(self.ids), layers=parts[0].feature_layers, last=last, mean=mean,
-                                  tokens=tokens)
+                                  tokens=tokens, proxies=question_proxies(examples, self.ids),
+                                  proxy_names=QUESTION_PROXIES)
 
     @staticmethod
     def anchor_results(payloads: Sequence[LocalResult]) -> list[dict[str, Any]]:
@@ -105,6 +107,19 @@ class ProbeQuestions:
             self.trainer.add_anchor(step, features[step], {str(q): (int(n), int(c)) for q, n, c in
                                                            zip(labels["ids"], labels["n"], labels["c"])}, self.tasks)
         store.save_state("probe", self.trainer.state_dict())
+
+
+QUESTION_PROXIES = ("nll", "top1", "log_rank", "entropy", "solved_under_teacher_forcing")
+
+
+def question_proxies(examples: dict[str, np.ndarray], ids: Sequence[str]) -> np.ndarray:
+    """``[n, 5]`` per-question statistics of the expert solution: mean NLL, top-1 share, mean log-rank,
+    mean entropy, and whether every token was the model's top-1 (the solution reproduced)."""
+    where = {str(q): i for i, q in enumerate(examples["id"].tolist())}
+    names = [str(n) for n in examples["stat_names"].tolist()]
+    stats = examples["stats"][[where[q] for q in ids]].astype(np.float64)
+    columns = [stats[:, names.index(n)] for n in QUESTION_PROXIES[:4]]
+    return np.stack([*columns, (columns[1] >= 1.0 - 1e-9).astype(np.float64)], axis=1)
 
 
 def anchor_metrics(questions: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -58,7 +58,13 @@ class ProbeConfig:
     the training anchors (the probe ranks questions). ``global``: one z-score fitted on the pooled training
     rows; it can follow the level, but decays as activation norms grow."""
     project_dim: int | None = 512
-    """Fixed Gaussian projection to this many dimensions when the input is wider; None never projects."""
+    """Fixed Gaussian projection of the hidden-state inputs to this many dimensions when wider; None never
+    projects."""
+    proxy_features: bool = True
+    """Append each question's own teacher-forced statistics (``CheckpointFeatures.proxies``, which the
+    monitor always fills) to the logistic and MLP inputs. Per-checkpoint z-scores keep the hidden states comparable across
+    checkpoints but erase the overall level, so a probe without them predicts its anchors' pass@1 level
+    at every later checkpoint; these statistics are in natural units and move with the model."""
     heldout_fraction: float = 0.2
     """Share of questions never trained on: the fit and forward-transfer figures are scored on them."""
     calibration: Calibration = "platt"

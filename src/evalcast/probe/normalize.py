@@ -48,12 +48,22 @@ def layer_positions(features: CheckpointFeatures, layers: Sequence[int] | None) 
     return [features.layers.index(layer) for layer in layers]
 
 
-def vectors(features: CheckpointFeatures, layers: Sequence[int] | None, pooling: str,
-            per_checkpoint: bool) -> np.ndarray:
-    """``[n_questions, n_layers * d]`` float64 inputs of the logistic and MLP probes."""
+def vectors(features: CheckpointFeatures, layers: Sequence[int] | None, pooling: str, per_checkpoint: bool,
+            project_dim: int | None = None, seed: int = 0, with_proxies: bool = False) -> np.ndarray:
+    """Inputs of the logistic and MLP probes: the pooled hidden states of the chosen layers (z-scored at
+    this checkpoint when ``per_checkpoint``, then projected to ``project_dim`` when wider), followed by
+    the question's own teacher-forced statistics when ``with_proxies`` and the features carry them (the
+    monitor's always do; never z-scored per checkpoint:
+    they carry the level that per-checkpoint normalisation removes from the hidden states)."""
     pooled = features.last if pooling == "last" else features.mean
     x = np.asarray(pooled, dtype=np.float64)[:, layer_positions(features, layers)].reshape(len(features.ids), -1)
-    return Scaler.fit(x).apply(x) if per_checkpoint else x
+    if per_checkpoint:
+        x = Scaler.fit(x).apply(x)
+    if project_dim is not None and x.shape[1] > project_dim:
+        x = x @ projection(x.shape[1], project_dim, seed)
+    if with_proxies and features.proxies is not None:
+        x = np.hstack([x, np.asarray(features.proxies, dtype=np.float64)])
+    return x
 
 
 def tokens(features: CheckpointFeatures, per_checkpoint: bool) -> list[np.ndarray]:

@@ -34,6 +34,9 @@ def features_to_arrays(features: CheckpointFeatures) -> dict[str, np.ndarray]:
     """Plain arrays (no pickles) for ``np.savez``; token features are concatenated with their lengths."""
     arrays = {"ids": np.array(features.ids, dtype=str), "layers": np.array(features.layers, dtype=np.int64),
               "last": features.last, "mean": features.mean}
+    if features.proxies is not None:
+        arrays["proxies"] = features.proxies
+        arrays["proxy_names"] = np.array(features.proxy_names, dtype=str)
     if features.tokens is not None:
         arrays["token_lengths"] = np.array([len(t) for t in features.tokens], dtype=np.int64)
         dim = features.tokens[0].shape[1] if features.tokens else 0
@@ -49,4 +52,6 @@ def features_from_arrays(arrays: Mapping[str, np.ndarray]) -> CheckpointFeatures
         bounds = np.cumsum(arrays["token_lengths"])[:-1]
         tokens = list(np.split(arrays["tokens"], bounds)) if len(arrays["token_lengths"]) else []
     return CheckpointFeatures(ids=[str(q) for q in arrays["ids"]], layers=tuple(int(x) for x in arrays["layers"]),
-                              last=arrays["last"], mean=arrays["mean"], tokens=tokens)
+                              last=arrays["last"], mean=arrays["mean"], tokens=tokens,
+                              proxies=arrays.get("proxies"),
+                              proxy_names=tuple(str(n) for n in arrays.get("proxy_names", ())))

@@ -43,7 +43,7 @@ from evalcast.probe.reports import AnchorReport, ProbePrediction, ProbeReason
 from evalcast.probe.splits import heldout_mask, question_folds
 from evalcast.stats.features import CheckpointFeatures
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,15 @@ class _Anchor:
 
 @dataclass(frozen=True)
 class _Fitted:
-    """A trained probe: optional global scaler, optional projection, model, calibrator."""
+    """A trained probe: optional global scaler, model, calibrator."""
 
     model: LinearProbe | NetProbe
     calibrator: Calibrator
     scaler: normalize.Scaler | None
-    projection: np.ndarray | None
 
     def p_solve(self, inputs: Inputs) -> np.ndarray:
         if isinstance(inputs, np.ndarray):
-            x = inputs if self.scaler is None else self.scaler.apply(inputs)
-            inputs = x if self.projection is None else x @ self.projection
+            inputs = inputs if self.scaler is None else self.scaler.apply(inputs)
         elif self.scaler is not None:
             inputs = [self.scaler.apply(t) for t in inputs]
         return self.calibrator.apply(self.model.logits(inputs))
@@ -124,7 +122,8 @@ class ProbeTrainer:
         per_checkpoint = self.config.normalization == "checkpoint"
         if self.config.model == "attention":
             return normalize.tokens(features, per_checkpoint)
-        return normalize.vectors(features, self.config.layers, self.config.pooling, per_checkpoint)
+        return normalize.vectors(features, self.config.layers, self.config.pooling, per_checkpoint,
+                                 self.config.project_dim, self.config.seed, self.config.proxy_features)
 
     def _checked(self, step: int, inputs: Inputs) -> Inputs:
         """``inputs``, once their width is known to match the earlier anchors'."""
@@ -212,13 +211,10 @@ class ProbeTrainer:
                 f"{len(solved)} training question(s) were ever solved and {len(failed)} ever failed; the probe "
                 f"needs at least {cfg.min_per_class} of each to learn what separates them")
         x = _concat([_take(a.inputs, rows) for a, rows in parts])
-        scaler, projection = None, None
+        scaler = None
         if cfg.normalization == "global":
             scaler = normalize.Scaler.fit(x if isinstance(x, np.ndarray) else np.concatenate(x))
             x = scaler.apply(x) if isinstance(x, np.ndarray) else [scaler.apply(t) for t in x]
-        if isinstance(x, np.ndarray) and cfg.project_dim is not None and x.shape[1] > cfg.project_dim:
-            projection = normalize.projection(x.shape[1], cfg.project_dim, cfg.seed)
-            x = x @ projection
         model: LinearProbe | NetProbe
         if cfg.model == "logistic":
             model, oof = fit_logistic(x, n, c, question_folds(ids, cfg.cv_folds, cfg.seed, c / n), cfg.c_grid)
@@ -227,7 +223,7 @@ class ProbeTrainer:
             folds = question_folds(ids, cfg.net.validation_folds, cfg.seed, c / n)
             model, val, logits = fit_net(cfg.model, x, n, c, folds, cfg.net, cfg.seed)
             calibrator, note = fit_calibrator(cfg.calibration, logits, n[val], c[val])
-        self._fitted = _Fitted(model, calibrator, scaler, projection)
+        self._fitted = _Fitted(model, calibrator, scaler)
         return "", note
 
     # ---------------------------------------------------------------- prediction
@@ -252,8 +248,7 @@ class ProbeTrainer:
         probe = None if fitted is None else {
             "model": fitted.model.to_state(), "calibrator": fitted.calibrator.to_state(),
             "scaler": None if fitted.scaler is None else {"mean": encode_array(fitted.scaler.mean),
-                                                          "scale": encode_array(fitted.scaler.scale)},
-            "projection": None if fitted.projection is None else list(fitted.projection.shape)}
+                                                          "scale": encode_array(fitted.scaler.scale)}}
         return {"version": STATE_VERSION, "config": self.config.to_dict(),
                 "anchors": [self._anchors[s].to_state() for s in self.steps], "probe": probe,
                 "reason": self.reason, "message": self.message}
@@ -285,6 +280,4 @@ class ProbeTrainer:
                  else NetProbe.from_state(model_state, self.config.net))
         scaler = None if probe["scaler"] is None else normalize.Scaler(decode_array(probe["scaler"]["mean"]),
                                                                         decode_array(probe["scaler"]["scale"]))
-        projection = None if probe["projection"] is None else normalize.projection(*probe["projection"],
-                                                                                   self.config.seed)
-        return _Fitted(model, Calibrator.from_state(probe["calibrator"]), scaler, projection)
+        return _Fitted(model, Calibrator.from_state(probe["calibrator"]), scaler)

@@ -41,7 +41,10 @@ class CheckpointFeatures:
     """Pooled prompt features of the probe questions at one checkpoint.
 
     ``last`` and ``mean`` are ``[n_questions, n_layers, d]`` float32; ``tokens`` (if captured) holds one
-    ``[prompt_len, project_dim]`` float16 array per question.
+    ``[prompt_len, project_dim]`` float16 array per question. ``proxies`` ``[n_questions, k]`` are the
+    question's own teacher-forced statistics at this checkpoint (``proxy_names``: mean NLL, top-1 share
+    ... of its expert solution): in natural units, they carry the checkpoint's overall level, which
+    per-checkpoint normalised hidden states cannot.
     """
 
     ids: list[str]
@@ -49,12 +52,15 @@ class CheckpointFeatures:
     last: np.ndarray
     mean: np.ndarray
     tokens: list[np.ndarray] | None = None
+    proxies: np.ndarray | None = None
+    proxy_names: tuple[str, ...] = ()
 
     def subset(self, ids: Sequence[str]) -> CheckpointFeatures:
         where = {q: i for i, q in enumerate(self.ids)}
         index = [where[q] for q in ids]
         return CheckpointFeatures(list(ids), self.layers, self.last[index], self.mean[index],
-                                  None if self.tokens is None else [self.tokens[i] for i in index])
+                                  None if self.tokens is None else [self.tokens[i] for i in index],
+                                  None if self.proxies is None else self.proxies[index], self.proxy_names)
 
 
 @dataclass
