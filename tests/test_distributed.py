@@ -107,3 +107,14 @@ def test_lightning_ddp(tmp_path, tok):
     checkpoint = torch.load(sorted((tmp_path / "ckpt").glob("*step=8*.ckpt"))[0], weights_only=False)
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
     assert_close_metrics(records[-1]["metrics"], single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+
+
+def test_accelerate_example_under_torchrun(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(SCRIPTS.parents[1] / "examples" / "accelerate_loop.py"), "--out", str(tmp_path), "--steps", "40"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-6000:]
+    records = RunStore(tmp_path / "evalcast").history()
+    assert [(r["step"], r["status"]) for r in records] == [(20, "ok"), (40, "ok")]
+    assert "anchor" in records[0] and records[0]["metrics"]["evalcast/cost/tokens_scored"] > 0
