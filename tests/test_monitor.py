@@ -12,6 +12,7 @@ import torch
 from evalcast import ExpertRecord, ExpertSet, Monitor, MonitorConfig, RunStore
 from evalcast.monitor import EvaluationSkipped, TrainingContext, isolated
 from evalcast.monitor.local import LocalPlan, run_local
+from evalcast.monitor.merging import checkpoint_metrics, merge
 from evalcast.proxy import metric_name
 from evalcast.stats import ModelMismatchError, check_compatible
 from evalcast.toy import char_tokenizer, tiny_gpt2
@@ -76,9 +77,9 @@ def test_group_metrics_equal_naive_averages_and_shards_merge_exactly(model, expe
     with isolated(model):
         shards = [run_local(model, experts, head, MonitorConfig(), plan, TrainingContext(step=1), rank, 3)
                   for rank in range(3)]
-    merged = monitor._merge(shards)
+    merged = merge(shards, experts.table.n_seq)
     assert sum(len(s.rows) for s in shards) == experts.table.n_seq
-    assert monitor._metrics(*merged) == pytest.approx({k: v for k, v in metrics.items()
+    assert checkpoint_metrics(experts, monitor.groups, MonitorConfig().stats.names, merged) == pytest.approx({k: v for k, v in metrics.items()
                                                        if not k.startswith("evalcast/cost")}, nan_ok=True)
 
 

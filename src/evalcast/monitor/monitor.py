@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -42,11 +41,11 @@ from evalcast.monitor.forecasting import (FORECAST_COLUMNS, ForecastSettings, bu
                                           forecast_metrics, forecast_rows)
 from evalcast.monitor.isolation import isolated
 from evalcast.monitor.local import LocalPlan, LocalResult, run_local
+from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_arrays, merge
 from evalcast.monitor.probing import PREDICTIONS, ProbeQuestions
 from evalcast.monitor.run_store import RunStore
-from evalcast.pairs.margins import pair_margins, pair_metrics
 from evalcast.probe import ProbeConfig
-from evalcast.proxy.aggregate import GroupIndex, aggregate, metric_name
+from evalcast.proxy.aggregate import GroupIndex, metric_name
 from evalcast.report.plots import run_axis
 from evalcast.stats.head import check_compatible, unwrap
 from evalcast.trackers.base import Curve, Tracker
@@ -269,10 +268,11 @@ class Monitor:
             return Evaluation(Decision(ok=False, reason="; ".join(str(p) for p in problems)))
         done = [p for p in payloads if p is not None]
         try:
-            sums, weight_sums, tokens = self._merge(done)
-            metrics = self._metrics(sums, weight_sums, tokens)
+            merged = merge(done, self.experts.table.n_seq)
+            names = self.config.stats.names
+            metrics = checkpoint_metrics(self.experts, self.groups, names, merged)
             evaluation = Evaluation(Decision(ok=True), metrics=metrics, record=self._record(ctx, metrics))
-            evaluation.record["_arrays"] = self._example_arrays(sums, weight_sums, tokens)
+            evaluation.record["_arrays"] = example_arrays(self.experts, names, merged)
         except Exception as exc:  # noqa: BLE001
             logger.error("evalcast: aggregating step %d failed; this save is skipped.\n%s", ctx.step,
                          traceback.format_exc())
@@ -283,7 +283,7 @@ class Monitor:
             self._component("forecast", evaluation, lambda: self._forecasts(evaluation))
         if self.alert_rules:
             self._component("alerts", evaluation, lambda: self._alerts(evaluation))
-        metrics.update(self._cost_metrics(done, tokens, started))
+        metrics.update(cost_metrics(done, merged.tokens, started))
         return evaluation
 
     def _component(self, name: str, evaluation: Evaluation, run: Callable[[], None]) -> None:
@@ -342,49 +342,6 @@ class Monitor:
         raised = tuple(a for rule in self.alert_rules if (a := rule.check(records)) is not None)
         evaluation.record["alerts"] = [a.to_dict() for a in raised]
         evaluation.decision = Decision(ok=True, stop_training=any(a.stop_training for a in raised), alerts=raised)
-
-    def _merge(self, payloads: list[LocalResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        table = self.experts.table
-        first = payloads[0]
-        assert first.sums is not None and first.weight_sums is not None
-        sums = np.zeros((table.n_seq, *first.sums.shape[1:]))
-        weight_sums = np.zeros((table.n_seq, first.weight_sums.shape[1]))
-        tokens = np.zeros(table.n_seq)
-        seen = np.zeros(table.n_seq, dtype=int)
-        for p in payloads:
-            sums[p.rows], weight_sums[p.rows], tokens[p.rows] = p.sums, p.weight_sums, p.tokens
-            seen[p.rows] += 1
-        if not (seen == 1).all():
-            raise RuntimeError(f"{int((seen == 0).sum())} sequences unscored, {int((seen > 1).sum())} scored twice")
-        return sums, weight_sums, tokens
-
-    def _metrics(self, sums: np.ndarray, weight_sums: np.ndarray, tokens: np.ndarray) -> dict[str, float]:
-        names = self.config.stats.names
-        metrics = aggregate(sums, weight_sums, tokens, self.experts.table.n_bytes, self.groups, names,
-                            self.experts.weighting_names)
-        token_w = self.experts.weighting_names.index("token")
-        pairs = pair_margins(self.experts, sums[:, token_w, names.index("nll")])
-        metrics.update(pair_metrics(self.experts, pairs))
-        return metrics
-
-    def _cost_metrics(self, payloads: list[LocalResult], tokens: np.ndarray, started: float) -> dict[str, float]:
-        return {
-            metric_name("cost", "seconds"): time.perf_counter() - started,
-            metric_name("cost", "forward_seconds"): max(p.forward_seconds for p in payloads),
-            metric_name("cost", "tokens_scored"): float(tokens.sum()),
-            metric_name("cost", "tokens_processed"): float(sum(p.tokens_processed for p in payloads)),
-        }
-
-    def _example_arrays(self, sums: np.ndarray, weight_sums: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-expert-sequence token-averaged statistics, kept for later analysis."""
-        table = self.experts.table
-        experts = np.flatnonzero(table.kind == EXPERT)
-        token_w = self.experts.weighting_names.index("token")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums[experts, token_w, :] / weight_sums[experts, token_w, None]
-        ids = np.array([self.experts.records[r].id for r in table.record_index[experts]])
-        return {"id": ids, "stats": means.astype(np.float32), "tokens": tokens[experts].astype(np.int32),
-                "stat_names": np.array(self.config.stats.names)}
 
     def _record(self, ctx: TrainingContext, metrics: dict[str, float]) -> dict[str, Any]:
         return {"step": ctx.step, "tokens_seen": ctx.tokens_seen, "epoch": ctx.epoch, "time": time.time(),

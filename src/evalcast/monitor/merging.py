@@ -1,0 +1,73 @@
+"""Rank 0: the ranks' shards merged into one set of per-sequence sums, and what is computed from them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalcast.data.expert_set import ExpertSet
+from evalcast.data.table import EXPERT
+from evalcast.monitor.local import LocalResult
+from evalcast.pairs.margins import pair_margins, pair_metrics
+from evalcast.proxy.aggregate import GroupIndex, aggregate, metric_name
+
+
+@dataclass(frozen=True)
+class CheckpointSums:
+    """Per-sequence sums of the whole expert set at one checkpoint (see ``ForwardResult``)."""
+
+    sums: np.ndarray
+    weight_sums: np.ndarray
+    tokens: np.ndarray
+
+
+def merge(payloads: Sequence[LocalResult], n_seq: int) -> CheckpointSums:
+    """Put every rank's rows in place; every sequence must be scored exactly once."""
+    first = payloads[0]
+    assert first.sums is not None and first.weight_sums is not None
+    sums = np.zeros((n_seq, *first.sums.shape[1:]))
+    weight_sums = np.zeros((n_seq, first.weight_sums.shape[1]))
+    tokens = np.zeros(n_seq)
+    seen = np.zeros(n_seq, dtype=int)
+    for p in payloads:
+        sums[p.rows], weight_sums[p.rows], tokens[p.rows] = p.sums, p.weight_sums, p.tokens
+        seen[p.rows] += 1
+    if not (seen == 1).all():
+        raise RuntimeError(f"{int((seen == 0).sum())} sequences unscored, {int((seen > 1).sum())} scored twice")
+    return CheckpointSums(sums, weight_sums, tokens)
+
+
+def checkpoint_metrics(experts: ExpertSet, groups: GroupIndex, stat_names: Sequence[str],
+                       merged: CheckpointSums) -> dict[str, float]:
+    """Proxy metrics per group and weighting, and the pair metrics."""
+    metrics = aggregate(merged.sums, merged.weight_sums, merged.tokens, experts.table.n_bytes, groups, stat_names,
+                        experts.weighting_names)
+    token_w = experts.weighting_names.index("token")
+    pairs = pair_margins(experts, merged.sums[:, token_w, list(stat_names).index("nll")])
+    metrics.update(pair_metrics(experts, pairs))
+    return metrics
+
+
+def cost_metrics(payloads: Sequence[LocalResult], tokens: np.ndarray, started: float) -> dict[str, float]:
+    """Wall time of the whole checkpoint, of the slowest rank's pass, and tokens scored / processed."""
+    return {
+        metric_name("cost", "seconds"): time.perf_counter() - started,
+        metric_name("cost", "forward_seconds"): max(p.forward_seconds for p in payloads),
+        metric_name("cost", "tokens_scored"): float(tokens.sum()),
+        metric_name("cost", "tokens_processed"): float(sum(p.tokens_processed for p in payloads)),
+    }
+
+
+def example_arrays(experts: ExpertSet, stat_names: Sequence[str], merged: CheckpointSums) -> dict[str, np.ndarray]:
+    """Per expert solution: token-averaged statistics and scored tokens (kept per checkpoint)."""
+    table = experts.table
+    rows = np.flatnonzero(table.kind == EXPERT)
+    token_w = experts.weighting_names.index("token")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = merged.sums[rows, token_w, :] / merged.weight_sums[rows, token_w, None]
+    ids = np.array([experts.records[r].id for r in table.record_index[rows]])
+    return {"id": ids, "stats": means.astype(np.float32), "tokens": merged.tokens[rows].astype(np.int32),
+            "stat_names": np.array(stat_names)}
