@@ -43,7 +43,8 @@ def main() -> None:
                                            decode=DecodeConfig(max_new_tokens=48, stop=("\n\n",), progress=False)))
     model = tiny_gpt2(tokenizer, n_embd=48, n_positions=128, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    data = DataLoader(TextDataset(tokenizer, training_texts(mix, args.steps * 16 * accelerator.num_processes, seed=0), 96), batch_size=16)
+    dataset = TextDataset(tokenizer, training_texts(mix, args.steps * 16 * accelerator.num_processes, seed=0), 96)
+    data = DataLoader(dataset, batch_size=16, collate_fn=dataset.collate)
     model, optimizer, data = accelerator.prepare(model, optimizer, data)
     state = {"step": 0}
     evaluate_on_save_state(accelerator, monitor, step=lambda: state["step"],

@@ -38,9 +38,9 @@ def main() -> None:
         learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=10, logging_steps=20, report_to=[],
         include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(), ddp_backend="gloo"
         if not torch.cuda.is_available() else None)
+    dataset = TextDataset(tokenizer, training_texts(mix, args.steps * 32, seed=0), 128)
     trainer = Trainer(model=tiny_gpt2(tokenizer, n_embd=64, n_head=4, n_positions=128), args=training,
-                      train_dataset=TextDataset(tokenizer, training_texts(mix, args.steps * 32, seed=0), 128),
-                      callbacks=[EvalcastCallback(monitor)])
+                      train_dataset=dataset, data_collator=dataset.collate, callbacks=[EvalcastCallback(monitor)])
     trainer.train()
     if trainer.is_world_process_zero():
         from evalcast.report import write_report

@@ -17,7 +17,8 @@ def make_trainer(model, tokenizer, out_dir, callbacks=(), max_steps: int = 12, s
                                   lr_scheduler_type=args.pop("lr_scheduler_type", "cosine"),
                                   warmup_steps=args.pop("warmup_steps", 2), **args)
     dataset = TextDataset(tokenizer, training_texts(256), length=48)
-    return Trainer(model=model, args=arguments, train_dataset=dataset, callbacks=list(callbacks))
+    return Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=dataset.collate,
+                   callbacks=list(callbacks))
 
 
 def losses(trainer: Trainer) -> list[float]:

@@ -33,7 +33,8 @@ class TinyLM(L.LightningModule):
 
 
 def loader(tokenizer, n: int = 32, batch_size: int = 8) -> DataLoader:
-    return DataLoader(TextDataset(tokenizer, training_texts(n), length=48), batch_size=batch_size, shuffle=False)
+    dataset = TextDataset(tokenizer, training_texts(n), length=48)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate)
 
 
 def trainer(root, callbacks=(), max_steps: int = 12, **kwargs) -> L.Trainer:

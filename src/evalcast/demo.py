@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from evalcast.data import ExpertSet
-from evalcast.monitor import Monitor, MonitorConfig
+from evalcast.generate import DecodeConfig
+from evalcast.monitor import AnchorConfig, Monitor, MonitorConfig
 from evalcast.proxy.aggregate import metric_name
 from evalcast.report.plots import plot_proxies
 from evalcast.tasks import CHARSET, get_task, training_texts
@@ -32,14 +33,17 @@ MIX = {"add": 1.0, "sort": 1.0, "chain": 1.0}
 class DemoConfig:
     """Sizes of the demo run (the defaults train in about two minutes on two CPU cores)."""
 
-    steps: int = 600
-    save_every: int = 50
+    steps: int = 1200
+    save_every: int = 60
     batch_size: int = 32
-    seq_length: int = 160
+    seq_length: int = 128
     questions_per_task: int = 40
+    anchor_every: int = 4
+    anchor_questions: int = 60
     n_layer: int = 2
-    n_embd: int = 96
-    learning_rate: float = 3e-3
+    n_embd: int = 64
+    learning_rate: float = 4e-3
+    difficulties: tuple[int, ...] = (1, 2, 3)
     seed: int = 0
 
 
@@ -57,14 +61,17 @@ def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoCon
     started = time.perf_counter()
     tokenizer = char_tokenizer(CHARSET)
     records = [r for task in MIX for r in get_task(task).sample(config.questions_per_task, seed=config.seed,
-                                                                 negatives=True)]
+                                                                 difficulties=config.difficulties, negatives=True)]
     experts = ExpertSet(records, tokenizer, cache_dir=out / "cache", progress=False)
     console.print(f"[bold]evalcast demo[/bold]: {experts!r}")
-    texts = training_texts(MIX, config.steps * config.batch_size, seed=config.seed)
+    texts = training_texts(MIX, config.steps * config.batch_size, seed=config.seed, difficulties=config.difficulties)
     dataset = TextDataset(tokenizer, texts, config.seq_length)
     model = tiny_gpt2(tokenizer, n_layer=config.n_layer, n_embd=config.n_embd, n_head=4,
                       n_positions=config.seq_length, seed=config.seed)
-    monitor = Monitor(experts, run_dir=out / "run", config=MonitorConfig(pad_multiple=16))
+    decode = DecodeConfig(max_new_tokens=100, batch_size=64, stop=("\n\n",), progress=False)
+    monitor = Monitor(experts, run_dir=out / "run", config=MonitorConfig(pad_multiple=16),
+                      anchors=AnchorConfig(every=config.anchor_every, questions=config.anchor_questions,
+                                           decode=decode))
     if monitor.history():
         raise FileExistsError(f"{out / 'run'} already holds a run; choose another --out")
     args = TrainingArguments(output_dir=str(out / "checkpoints"), max_steps=config.steps,
@@ -72,15 +79,15 @@ def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoCon
                              lr_scheduler_type="cosine", warmup_steps=config.steps // 20, weight_decay=0.01,
                              save_strategy="steps", save_steps=config.save_every, save_total_limit=1,
                              logging_steps=config.save_every, report_to=[], use_cpu=True, seed=config.seed,
-                             include_num_input_tokens_seen="all", dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                             include_num_input_tokens_seen="non_padding", dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=dataset.collate,
                       callbacks=[EvalcastCallback(monitor, log_to_trainer="none")])
     console.print(f"training {sum(p.numel() for p in model.parameters()):,} parameters for {config.steps} steps, "
                   f"evaluating every {config.save_every} steps")
     trainer.train()
     history = monitor.history()
     figure = plot_proxies(history, ["all", *MIX], out / "run" / "proxies.png")
-    console.print(summary_table(history, list(MIX)))
+    console.print(summary_table(history, ["all", *MIX]))
     console.print(f"run directory: {out / 'run'}\nproxy figure: {figure}\n"
                   f"done in {time.perf_counter() - started:.0f} s")
     return out / "run"
@@ -91,10 +98,14 @@ def summary_table(history: list[dict], groups: list[str]) -> Table:
     ok = [r for r in history if r.get("status") == "ok"]
     table = Table(title=f"evalcast: first vs last checkpoint (steps {ok[0]['step']} → {ok[-1]['step']})")
     table.add_column("task")
-    for name in ("nll", "top1", "greedy_match", "pair_accuracy"):
+    names = ("nll", "top1", "pair_accuracy", "pass@1_anchor", "pass@1_probe", "forecast_final")
+    for name in names:
         table.add_column(name, justify="right")
     for group in groups:
-        cells = [f"{ok[0]['metrics'][metric_name(group, n)]:.3f} → {ok[-1]['metrics'][metric_name(group, n)]:.3f}"
-                 for n in ("nll", "top1", "greedy_match", "pair_accuracy")]
-        table.add_row(group, *cells)
+        table.add_row(group, *(_first_last(ok, metric_name(group, n)) for n in names))
     return table
+
+
+def _first_last(records: list[dict], key: str) -> str:
+    values = [r["metrics"][key] for r in records if key in r["metrics"]]
+    return f"{values[0]:.3f} → {values[-1]:.3f}" if values else "—"

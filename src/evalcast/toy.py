@@ -56,24 +56,35 @@ def tiny_llama(tokenizer: Any, *, n_layer: int = 2, hidden: int = 64, heads: int
 
 
 class TextDataset:
-    """Texts tokenized for causal-LM training: EOS appended, right-padded to ``length``, padding masked out."""
+    """Texts tokenized for causal-LM training: EOS appended, right-padded to ``length``, padding masked out.
+
+    Items are dicts of ``length``-long tensors (any collator stacks them). :meth:`collate` also trims a
+    batch to its longest text (a multiple of 8): pass it as a ``Trainer``'s ``data_collator`` or a
+    ``DataLoader``'s ``collate_fn`` and short texts cost short batches.
+    """
 
     def __init__(self, tokenizer: Any, texts: list[str], length: int) -> None:
         import torch
 
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-        encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
-        ids = torch.full((len(texts), length), pad, dtype=torch.long)
+        encoded = [(row + [eos])[:length] for row in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        self.input_ids = torch.full((len(texts), length), pad, dtype=torch.long)
+        self.attention_mask = torch.zeros_like(self.input_ids)
         for i, row in enumerate(encoded):
-            row = (row + [eos])[:length]
-            ids[i, :len(row)] = torch.tensor(row)
-        self.input_ids = ids
-        self.attention_mask = (torch.arange(length)[None, :] < torch.tensor([min(len(r) + 1, length)
-                                                                            for r in encoded])[:, None]).long()
-        self.labels = ids.masked_fill(self.attention_mask == 0, -100)
+            self.input_ids[i, :len(row)] = torch.tensor(row)
+            self.attention_mask[i, :len(row)] = 1
+        self.labels = self.input_ids.masked_fill(self.attention_mask == 0, -100)
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"input_ids": self.input_ids[i], "attention_mask": self.attention_mask[i], "labels": self.labels[i]}
+
+    @staticmethod
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        stacked = {key: torch.stack([item[key] for item in batch]) for key in batch[0]}
+        width = -(-int(stacked["attention_mask"].sum(1).max()) // 8) * 8
+        return {key: value[:, :width] for key, value in stacked.items()}

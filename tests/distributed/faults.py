@@ -37,8 +37,8 @@ def main(out: Path) -> None:
     model.transformer.h[0].register_forward_pre_hook(lambda m, a: inject(m, a) if not m.training else None)
     outcomes, started = {}, time.time()
     for step in range(1, 7):
-        batch = data[(step * 2 + rank()) % len(data)]
-        loss = ddp(**{k: v.unsqueeze(0) for k, v in batch.items()}).loss
+        batch = TextDataset.collate([data[(step * 2 + rank()) % len(data)]])
+        loss = ddp(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -25,8 +25,8 @@ def train(tok, data, monitor: Monitor | None, steps: int = 6):
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses, evaluations = [], {}
     for step in range(1, steps + 1):
-        batch = data[(step * 2 + rank()) % len(data)]
-        loss = model(**{k: v.unsqueeze(0) for k, v in batch.items()}).loss
+        batch = TextDataset.collate([data[(step * 2 + rank()) % len(data)]])
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from collections.abc import Sequence
 
 
 def _demo(args: argparse.Namespace) -> int:
     from evalcast.demo import DemoConfig, run_demo
 
-    config = DemoConfig(steps=args.steps, save_every=args.save_every, seed=args.seed)
-    run_demo(args.out, config)
+    overrides = {k: v for k, v in {"steps": args.steps, "save_every": args.save_every, "seed": args.seed}.items()
+                 if v is not None}
+    run_demo(args.out, replace(DemoConfig(), **overrides))
     return 0
 
 
@@ -55,15 +57,27 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from evalcast.report import write_report
+
+    try:
+        path = write_report(args.run_dir, args.out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"evalcast report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path}\nfigures: {path.parent}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalcast", description="Forecast downstream accuracy while an LLM trains.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train a tiny model on CPU with evalcast attached; writes a run directory")
     demo.add_argument("--out", default="evalcast-demo", help="output directory (default: ./evalcast-demo)")
-    demo.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
-    demo.add_argument("--save-every", type=int, default=50, help="checkpoint (and evaluation) interval")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=int, help="training steps (default: 1200)")
+    demo.add_argument("--save-every", type=int, help="checkpoint (and evaluation) interval (default: 60)")
+    demo.add_argument("--seed", type=int)
     demo.set_defaults(run=_demo)
 
     score = commands.add_parser("score", help="score saved checkpoints (from_pretrained dirs) into a run directory")
@@ -81,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu")
     score.add_argument("--on-invalid", choices=["error", "skip"], default="error")
     score.set_defaults(run=_score)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report (and PNG figures) of a run")
+    report.add_argument("run_dir", help="the run directory the Monitor wrote (holds history.jsonl)")
+    report.add_argument("--out", default=None, help="output directory (default: RUN_DIR/report)")
+    report.set_defaults(run=_report)
 
     cache = commands.add_parser("cache", help="tokenize an expert set once and cache it")
     cache.add_argument("experts", help="expert set file (.jsonl, .json, .parquet)")
