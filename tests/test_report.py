@@ -127,7 +127,7 @@ def test_report_of_a_real_run_is_self_contained(real_run: Path, tmp_path: Path) 
     assert plt.get_fignums() == []  # headless: pyplot untouched
     pngs = embedded_pngs(html)
     written = sorted(p.name for p in path.parent.glob("*.png"))
-    assert written == ["alerts.png", "cost.png", "domains.png", "probe.png", "proxies.png"]
+    assert written == ["alerts.png", "cost.png", "domains.png", "forecast_status.png", "probe.png", "proxies.png"]
     assert sorted(pngs) == sorted((path.parent / name).read_bytes() for name in written)
     assert not re.search(r"(href|src)=\"(?!data:)", html) and "<link" not in html and "<script" not in html
     for heading in ("Proxy metrics over training", "Per-domain proxies", "Forecasts of pass@1", "Probe quality",

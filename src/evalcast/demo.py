@@ -3,7 +3,7 @@
 A character-level GPT-2 built from a config learns three synthetic reasoning tasks (column addition,
 digit sorting, variable chains; :mod:`evalcast.tasks`) with a real ``transformers.Trainer``. At every
 checkpoint evalcast scores held-out expert solutions in one teacher-forced pass; the run directory
-gets the history, per-example arrays and figures.
+gets the history, per-example arrays, probe state and forecasts, and an HTML report with its figures.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from evalcast.data import ExpertSet
 from evalcast.generate import DecodeConfig
 from evalcast.monitor import AnchorConfig, Monitor, MonitorConfig
 from evalcast.proxy.aggregate import metric_name
-from evalcast.report.plots import plot_proxies
+from evalcast.report import write_report
 from evalcast.tasks import CHARSET, get_task, training_texts
 from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
 
@@ -86,9 +86,9 @@ def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoCon
                   f"evaluating every {config.save_every} steps")
     trainer.train()
     history = monitor.history()
-    figure = plot_proxies(history, ["all", *MIX], out / "run" / "proxies.png")
     console.print(summary_table(history, ["all", *MIX]))
-    console.print(f"run directory: {out / 'run'}\nproxy figure: {figure}\n"
+    report = write_report(out / "run")
+    console.print(f"run directory: {out / 'run'}\nreport: {report} (figures beside it)\n"
                   f"done in {time.perf_counter() - started:.0f} s")
     return out / "run"
 

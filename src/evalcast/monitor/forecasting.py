@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from evalcast.forecast import Anchor, Checkpoints, ForecastConfig, Schedule, TaskForecast, TaskInputs
+from evalcast.forecast.results import refused
 from evalcast.monitor.config import Budget
 from evalcast.proxy.aggregate import metric_name
 from evalcast.trackers.base import Curve
@@ -45,9 +46,12 @@ class ForecastSettings:
 
 
 def build_inputs(records: Sequence[dict[str, Any]], groups: Sequence[str], budget: Budget,
-                 predictions: Mapping[int, Mapping[str, float]], task_of: Mapping[str, str],
+                 predictions: Mapping[int, Mapping[str, float]], groups_of: Mapping[str, Sequence[str]],
                  settings: ForecastSettings) -> tuple[list[TaskInputs], str]:
-    """Forecaster inputs per group from the ok records (oldest first); or ``([], reason)``."""
+    """Forecaster inputs per group from the ok records (oldest first); or ``([], reason)``.
+
+    ``groups_of`` maps each probe question to its groups (``all``, task, domain prefixes).
+    """
     if not records:
         return [], "no evaluated checkpoint yet"
     steps = np.array([r["step"] for r in records], dtype=float)
@@ -75,7 +79,7 @@ def build_inputs(records: Sequence[dict[str, Any]], groups: Sequence[str], budge
         losses = {"task_bpb": series("bpb"),
                   "train_loss": np.array([_num(r.get("train", {}).get("loss")) for r in records]),
                   "val_loss": np.array([_num(r.get("train", {}).get("val_loss")) for r in records])}
-        mine = [q for q, t in task_of.items() if group == "all" or t == group]
+        mine = [q for q, member_of in groups_of.items() if group in member_of]
         anchors = [Anchor(index=i, accuracy=r["metrics"][metric_name(group, "pass@1_anchor")],
                           n_questions=sum(1 for q in r["anchor"]["per_question"] if q in mine),
                           per_question={q: p for q, p in r["anchor"]["per_question"].items() if q in mine})
@@ -89,6 +93,12 @@ def build_inputs(records: Sequence[dict[str, Any]], groups: Sequence[str], budge
             probe_per_question=per_question if any(np.isfinite(v).any() for v in per_question.values()) else None,
             chance=settings.chance.get(group, 0.0), ceiling=settings.ceiling.get(group, 1.0)))
     return inputs, ""
+
+
+def refused_everywhere(groups: Sequence[str], reason: str, message: str) -> dict[str, TaskForecast]:
+    """The same refusal for every group (e.g. no training budget, so no horizon)."""
+    return {g: TaskForecast(task=g, status="refused", reason=reason, message=message, x_end=math.nan,
+                            x_last=math.nan, forecast=refused("evalcast", reason, message)) for g in groups}
 
 
 def forecast_metrics(group: str, result: TaskForecast) -> dict[str, float]:

@@ -38,7 +38,7 @@ from evalcast.monitor.anchors import AnchorConfig, anchor_due, probe_questions
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
 from evalcast.monitor.exchange import Decision, Exchange, make_exchange
 from evalcast.monitor.forecasting import (FORECAST_COLUMNS, ForecastSettings, build_inputs, forecast_curve,
-                                          forecast_metrics, forecast_rows)
+                                          forecast_metrics, forecast_rows, refused_everywhere)
 from evalcast.monitor.isolation import isolated
 from evalcast.monitor.local import LocalPlan, LocalResult, run_local
 from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_arrays, merge
@@ -319,13 +319,11 @@ class Monitor:
         assert self.forecast is not None
         records = [r for r in self._history_cache() if r.get("status") == "ok" and r["step"] < evaluation.record["step"]]
         records.append(evaluation.record)
-        groups = ["all", *self.experts.tasks]
-        task_of = {} if self.probe is None else self.probe.tasks
-        inputs, reason = build_inputs(records, groups, self.budget, self._predictions, task_of, self.forecast)
-        if not inputs:
-            evaluation.record["forecasts"] = {"status": "refused", "reason": "no_budget", "message": reason}
-            return
-        results = forecast_run(inputs, self.forecast.config)
+        groups = self._forecast_groups()
+        groups_of = {} if self.probe is None else self.probe.groups
+        inputs, reason = build_inputs(records, groups, self.budget, self._predictions, groups_of, self.forecast)
+        results = forecast_run(inputs, self.forecast.config) if inputs else refused_everywhere(groups, "no_budget",
+                                                                                               reason)
         x_name = run_axis(records)[1]
         for group, result in results.items():
             evaluation.metrics.update(forecast_metrics(group, result))
@@ -334,6 +332,13 @@ class Monitor:
                 evaluation.curves[metric_name(group, "forecast")] = curve
         evaluation.record["forecasts"] = {group: r.to_dict() for group, r in results.items()}
         evaluation.tables["evalcast/forecasts"] = (FORECAST_COLUMNS, forecast_rows(results))
+
+    def _forecast_groups(self) -> list[str]:
+        """``all``, every task, and every domain group whose questions are not exactly a task's or all's."""
+        members = self.groups.members
+        seen = [frozenset(members[g].tolist()) for g in ["all", *self.experts.tasks] if g in members]
+        domains = [g for g in members if g.startswith("domain/") and frozenset(members[g].tolist()) not in seen]
+        return ["all", *self.experts.tasks, *domains]
 
     def _alerts(self, evaluation: Evaluation) -> None:
         """Every rule sees the history up to this checkpoint; stop if any raised alert asks for it."""

@@ -12,7 +12,7 @@ probe is rebuilt by replaying the anchors up to that step, so no anchor from a l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from evalcast.data.expert_set import ExpertSet
 from evalcast.monitor.local import LocalResult
 from evalcast.monitor.run_store import RunStore
 from evalcast.probe import ProbeConfig, ProbeTrainer, features_from_arrays, features_to_arrays
-from evalcast.proxy.aggregate import metric_name
+from evalcast.proxy.aggregate import metric_name, record_groups
 from evalcast.stats.features import CheckpointFeatures
 
 FEATURES, PREDICTIONS, ANCHORS = "probe_features", "probe_predictions", "anchors"
@@ -35,6 +35,7 @@ class ProbeQuestions:
         records = [experts.records[experts.table.record_index[i]] for i in rows]
         self.ids = [r.id for r in records]
         self.tasks = {r.id: r.task for r in records}
+        self.groups = {r.id: record_groups(r.task, r.domain) for r in records}
         self.config = config
         self.trainer = ProbeTrainer(config)
 
@@ -69,7 +70,7 @@ class ProbeQuestions:
         part: dict[str, Any] = {}
         if anchor:
             labels = {q["id"]: (int(q["n"]), int(q["correct_count"])) for q in anchor}
-            metrics.update(anchor_metrics(anchor))
+            metrics.update(anchor_metrics(anchor, self.groups))
             store.save_arrays(step, FEATURES, features_to_arrays(features))
             store.save_arrays(step, ANCHORS, {"ids": np.array(list(labels), dtype=str),
                                               "n": np.array([v[0] for v in labels.values()]),
@@ -122,10 +123,11 @@ def question_proxies(examples: dict[str, np.ndarray], ids: Sequence[str]) -> np.
     return np.stack([*columns, (columns[1] >= 1.0 - 1e-9).astype(np.float64)], axis=1)
 
 
-def anchor_metrics(questions: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """``evalcast/<task>/pass@1_anchor`` (and ``all``): mean per-question pass@1 of a real evaluation."""
-    by_task: dict[str, list[float]] = {}
+def anchor_metrics(questions: Sequence[dict[str, Any]], groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """``evalcast/<group>/pass@1_anchor``: mean per-question pass@1 of a real evaluation, for every group
+    (``all``, task, domain prefixes) of the questions evaluated."""
+    by_group: dict[str, list[float]] = {}
     for q in questions:
-        by_task.setdefault(q["task"], []).append(float(q["pass_at_1"]))
-        by_task.setdefault("all", []).append(float(q["pass_at_1"]))
-    return {metric_name(task, "pass@1_anchor"): float(np.mean(v)) for task, v in by_task.items()}
+        for group in groups[q["id"]]:
+            by_group.setdefault(group, []).append(float(q["pass_at_1"]))
+    return {metric_name(group, "pass@1_anchor"): float(np.mean(v)) for group, v in by_group.items()}

@@ -17,17 +17,8 @@ OK_COLOR = "tab:green"
 
 
 def forecasts_of(record: Record) -> dict[str, TaskForecast]:
-    """The per-group forecasts of one record (none when the whole forecast step was refused)."""
-    found = record.get("forecasts", {})
-    if not isinstance(found, dict) or isinstance(found.get("status"), str):
-        return {}
-    return {group: TaskForecast.from_dict(f) for group, f in found.items()}
-
-
-def run_refusal(record: Record) -> str:
-    """The message of a forecast step refused for the whole run (e.g. no budget), else ``""``."""
-    found = record.get("forecasts", {})
-    return str(found.get("message", "")) if isinstance(found.get("status"), str) else ""
+    """The per-group forecasts of one record (refusals included)."""
+    return {group: TaskForecast.from_dict(f) for group, f in record.get("forecasts", {}).items()}
 
 
 def x_of(record: Record, x_name: str) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from evalcast.monitor.run_store import HISTORY, RunStore
-from evalcast.report.forecast_plots import evolution_figure, fan_figure, forecasts_of, run_refusal, status_figure
+from evalcast.report.forecast_plots import evolution_figure, fan_figure, forecasts_of, status_figure
 from evalcast.report.plots import (
     Record,
     alerts_figure,
@@ -141,7 +141,7 @@ def _summary(page: _Page, history: list[Record], groups: list[str], domains: lis
         anchor = next((r for r in reversed(ok) if f"evalcast/{group}/pass@1_anchor" in r["metrics"]), None)
         latest = next(((r["step"], f[group]) for r in reversed(ok) if group in (f := forecasts_of(r))), None)
         if latest is None:
-            forecast = f"refused: {run_refusal(last)}" if run_refusal(last) else "–"
+            forecast = "–"
         elif latest[1].forecast.ok and latest[1].forecast.final is not None:
             lo, hi = latest[1].forecast.interval80 or (math.nan, math.nan)
             forecast = f"{latest[1].forecast.final:.3f} (80%: {lo:.3f} … {hi:.3f}; step {latest[0]})"
@@ -167,9 +167,6 @@ def _proxies(page: _Page, history: list[Record], groups: list[str], domains: lis
 
 def _forecasts(page: _Page, history: list[Record], groups: list[str], domains: list[str]) -> None:
     page.section("Forecasts of pass@1 at the end of the budget")
-    refusals = {run_refusal(r) for r in ok_records(history)} - {""}
-    for message in sorted(refusals):
-        page.note(f"Forecasting was refused for the whole run at some checkpoints: {message}")
     for group in groups:
         page.figure(f"forecast_{group}", fan_figure(history, group),
                     f"{group}: the latest published forecast, its 80% and 95% intervals, the anchors it was fit on "
