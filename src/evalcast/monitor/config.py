@@ -20,6 +20,8 @@ class MonitorConfig:
     strict: re-raise evalcast's own errors instead of logging them and skipping the save.
     timeout_s: how long rank 0 waits for the other ranks' results before skipping the save.
     save_examples: keep per-example statistics of every checkpoint in the run directory.
+    save_features: keep the probe questions' hidden-state features of every checkpoint (by default only
+        anchors' are kept: the probe needs them to resume); for offline studies of the probe.
     progress: show progress bars during evaluation.
     """
 
@@ -30,6 +32,7 @@ class MonitorConfig:
     strict: bool = False
     timeout_s: float = 600.0
     save_examples: bool = True
+    save_features: bool = False
     progress: bool = False
 
 

@@ -305,7 +305,8 @@ class Monitor:
         if anchor_errors:
             evaluation.record.setdefault("errors", {})["anchor"] = "; ".join(anchor_errors)
         anchor = self.probe.anchor_results(payloads) if plan.anchor and not anchor_errors else None
-        metrics, part, p_solve = self.probe.observe(ctx.step, features, anchor, self.store)
+        metrics, part, p_solve = self.probe.observe(ctx.step, features, anchor, self.store,
+                                                    self.config.save_features)
         if anchor is not None:
             part["anchor"].update(seconds=max(p.anchor_seconds for p in payloads),
                                   tokens_generated=sum(p.anchor_tokens for p in payloads))

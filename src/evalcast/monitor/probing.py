@@ -64,14 +64,17 @@ class ProbeQuestions:
 
     # ---------------------------------------------------------------- one checkpoint
     def observe(self, step: int, features: CheckpointFeatures, anchor: list[dict[str, Any]] | None,
-                store: RunStore) -> tuple[dict[str, float], dict[str, Any], dict[str, float]]:
-        """Metrics, the history fields and the per-question P(solve) (empty without a probe) of this checkpoint."""
+                store: RunStore, keep_features: bool = False) -> tuple[dict[str, float], dict[str, Any],
+                                                                       dict[str, float]]:
+        """Metrics, the history fields and the per-question P(solve) (empty without a probe) of this
+        checkpoint. Features are stored at anchors (and at every checkpoint with ``keep_features``)."""
         metrics: dict[str, float] = {}
         part: dict[str, Any] = {}
+        if anchor or keep_features:
+            store.save_arrays(step, FEATURES, features_to_arrays(features))
         if anchor:
             labels = {q["id"]: (int(q["n"]), int(q["correct_count"])) for q in anchor}
             metrics.update(anchor_metrics(anchor, self.groups))
-            store.save_arrays(step, FEATURES, features_to_arrays(features))
             store.save_arrays(step, ANCHORS, {"ids": np.array(list(labels), dtype=str),
                                               "n": np.array([v[0] for v in labels.values()]),
                                               "c": np.array([v[1] for v in labels.values()])})
