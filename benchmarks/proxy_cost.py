@@ -39,7 +39,7 @@ def measure(vocab: int, seq: int, method: str, device: str, dtype: str, hidden: 
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from evalcast.data import ExpertRecord, ExpertSet
-    from evalcast.stats import StatsTap, StatSpec, check_compatible, run_forward
+    from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
 
     torch.manual_seed(0)
     words = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, vocab)}}

@@ -30,9 +30,8 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=20)
     args = parser.parse_args()
     out = Path(args.out)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              project_config=ProjectConfiguration(project_dir=str(out), automatic_checkpoint_naming=True,
-                                                                  total_limit=2))
+    project = ProjectConfiguration(project_dir=str(out), automatic_checkpoint_naming=True, total_limit=2)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), project_config=project)
     tokenizer = char_tokenizer(CHARSET)
     mix = {"add": 1.0, "sort": 1.0}
     experts = ExpertSet([r for t in mix for r in get_task(t).sample(24, seed=0, negatives=True)], tokenizer,

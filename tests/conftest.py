@@ -9,11 +9,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from evalcast.data import ExpertRecord, ExpertSet, Negative  # noqa: E402
-from evalcast.toy import char_tokenizer, tiny_gpt2  # noqa: E402
+from evalcast.data import ExpertRecord, ExpertSet, Negative
+from evalcast.toy import char_tokenizer, tiny_gpt2
 
 torch.set_num_threads(1)
 

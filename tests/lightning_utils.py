@@ -39,6 +39,7 @@ def loader(tokenizer, n: int = 32, batch_size: int = 8) -> DataLoader:
 
 def trainer(root, callbacks=(), max_steps: int = 12, **kwargs) -> L.Trainer:
     kwargs.setdefault("enable_checkpointing", True)
-    return L.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=kwargs.pop("devices", 1),
+    devices = kwargs.pop("devices", 1)
+    return L.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=devices,
                      callbacks=list(callbacks), logger=kwargs.pop("logger", False), enable_progress_bar=False,
                      enable_model_summary=False, num_sanity_val_steps=0, deterministic=True, **kwargs)

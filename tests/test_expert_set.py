@@ -55,7 +55,7 @@ def test_overlong_rows_truncate_skip_or_error(tok, cache_dir):
     skipped = ExpertSet(rows, tok, settings=TokenizeSettings(max_length=20, overlong="skip"), cache_dir=cache_dir,
                         progress=False)
     assert skipped.table.n_seq == 1 and len(skipped.report.skipped) == 1 and "long" in skipped.report.skipped[0]
-    with pytest.raises(ExpertSetError, match="'long'.*max_length=20"):
+    with pytest.raises(ExpertSetError, match=r"'long'.*max_length=20"):
         ExpertSet(rows, tok, settings=TokenizeSettings(max_length=20, overlong="error"), cache_dir=cache_dir,
                   progress=False)
 
@@ -110,3 +110,24 @@ def test_batches_cover_every_sequence_once_with_equal_shapes_per_rank(world):
             assert p.length * len(p.rows) <= 1024 or len(p.rows) == 1
             assert lengths[p.filler] <= p.length
     assert len({p.length for p in plans[0]}) <= 5
+
+
+def test_reference_weights_are_frozen_and_change_the_fingerprint(experts, tmp_path):
+    import torch
+
+    from evalcast import Monitor
+    from evalcast.stats.reference import add_reference_weights
+    from evalcast.toy import tiny_gpt2
+
+    reference = tiny_gpt2(experts.tokenizer, n_embd=32, seed=1)
+    before = experts.fingerprint
+    rng = torch.get_rng_state()
+    add_reference_weights(experts, reference, name="tiny-ref")
+    assert torch.equal(torch.get_rng_state(), rng) and experts.fingerprint != before
+    w = experts.table.weights
+    assert {"ref_entropy", "forking", "ref_nll"} <= set(w)
+    assert (w["ref_entropy"] > 0).all() and 0.15 < w["forking"].mean() < 0.3
+    scored = tiny_gpt2(experts.tokenizer, n_embd=32, seed=2)
+    metrics = Monitor(experts, run_dir=tmp_path).evaluate(scored, 1).metrics
+    assert np.isfinite(metrics["evalcast/all/nll.forking"]) and np.isfinite(metrics["evalcast/add/top1.ref_nll"])
+    assert metrics["evalcast/all/nll.ref_nll"] != metrics["evalcast/all/nll"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evalcast.data import EXPERT
-from evalcast.stats import StatsTap, StatSpec, check_compatible, run_forward
+from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
 from evalcast.stats.features import FeatureTap, decoder_blocks, default_layers
 from evalcast.toy import tiny_gpt2, tiny_llama
 
@@ -15,14 +15,16 @@ from evalcast.toy import tiny_gpt2, tiny_llama
 def prefill_reference(model, ids: list[int], layers) -> tuple[np.ndarray, np.ndarray]:
     outputs = {}
     blocks = decoder_blocks(model)
-    handles = [blocks[l].register_forward_hook(lambda m, a, o, l=l: outputs.__setitem__(l, o[0] if isinstance(o, tuple) else o))
-               for l in layers]
+    def keep(layer):
+        return lambda module, args, out: outputs.__setitem__(layer, out[0] if isinstance(out, tuple) else out)
+
+    handles = [blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
     with torch.no_grad():
         model(torch.tensor([ids]))
     for h in handles:
         h.remove()
-    last = np.stack([outputs[l][0, -1].numpy() for l in layers])
-    mean = np.stack([outputs[l][0].mean(0).numpy() for l in layers])
+    last = np.stack([outputs[layer][0, -1].numpy() for layer in layers])
+    mean = np.stack([outputs[layer][0].mean(0).numpy() for layer in layers])
     return last, mean
 
 
@@ -50,5 +52,5 @@ def test_features_equal_prompt_prefill(tok, experts, build):
 
 
 def test_model_without_blocks_is_refused():
-    with pytest.raises(ValueError, match="no nn.ModuleList"):
+    with pytest.raises(ValueError, match=r"no nn\.ModuleList"):
         decoder_blocks(torch.nn.Linear(2, 2))

@@ -7,8 +7,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evalcast.forecast import (Anchor, Checkpoints, ClusterConfig, ForecastConfig, GateConfig, Reason, Schedule,
-                               TaskForecast, TaskInputs, forecast_task)
+from evalcast.forecast import (
+    Anchor,
+    Checkpoints,
+    ClusterConfig,
+    ForecastConfig,
+    GateConfig,
+    Reason,
+    Schedule,
+    TaskForecast,
+    TaskInputs,
+    forecast_task,
+)
 from evalcast.forecast.simulate import SimSpec, simulate_run
 
 FAST = ForecastConfig(n_bootstrap=50, clusters=ClusterConfig(enabled=False))

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear
 
+from evalcast.forecast.accuracy import AccuracyPoints, fit_sigmoid
 from evalcast.forecast.config import ForecastConfig
 from evalcast.forecast.fit import bounded_lstsq, fit_proxy_law, kstep_refit, moving_average
 from evalcast.forecast.laws import proxy_law, proxy_law_jac, sigmoid, sigmoid_jac
 from evalcast.forecast.prepare import build_axis
 from evalcast.forecast.schedule import annealing_areas, lr_phases
 from evalcast.forecast.simulate import SimSpec, lr_schedule, simulate_run
-from evalcast.forecast.accuracy import AccuracyPoints, fit_sigmoid
 
 
 def test_annealing_areas_follow_the_definition() -> None:

@@ -8,8 +8,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evalcast.forecast import (Anchor, Checkpoints, ClusterConfig, ForecastConfig, Reason, TaskForecast, TaskInputs,
-                               forecast_run, forecast_task)
+from evalcast.forecast import (
+    Anchor,
+    Checkpoints,
+    ClusterConfig,
+    ForecastConfig,
+    Reason,
+    TaskForecast,
+    TaskInputs,
+    forecast_run,
+    forecast_task,
+)
 from evalcast.forecast.clusters import cluster_questions
 from evalcast.forecast.prepare import build_anchors
 from evalcast.forecast.simulate import SimSpec, simulate_run

@@ -26,7 +26,7 @@ def test_bit_identical_and_logged_every_save(tok, experts, tmp_path):
     monitor = Monitor(experts)
     callback = EvalcastCallback(monitor)
     checkpoint = ModelCheckpoint(every_n_train_steps=4, save_top_k=-1, save_last=True)  # save_last: two calls/step
-    watched, run = fit(tmp_path, tok, [callback, checkpoint], "watched", logger=CSVLogger(tmp_path / "csv"))
+    watched, _ = fit(tmp_path, tok, [callback, checkpoint], "watched", logger=CSVLogger(tmp_path / "csv"))
     assert watched.losses == plain.losses and len(plain.losses) == 12
     for a, b in zip(plain.parameters(), watched.parameters()):
         assert torch.equal(a, b)
@@ -58,7 +58,7 @@ def test_monitor_based_save_during_validation(tok, experts, tmp_path):
 
 def test_every_n_steps_and_stop(tok, experts, tmp_path):
     monitor = Monitor(experts, run_dir=tmp_path / "n")
-    module, run = fit(tmp_path, tok, [EvalcastCallback(monitor, every_n_steps=5)], "n", enable_checkpointing=False)
+    fit(tmp_path, tok, [EvalcastCallback(monitor, every_n_steps=5)], "n", enable_checkpointing=False)
     assert [r["step"] for r in monitor.history()] == [5, 10]
 
 

@@ -40,7 +40,7 @@ def test_score_cli_matches_the_live_callback(tok, tmp_path, capsys):
 def test_unreadable_checkpoints_are_refused(tmp_path):
     final = tmp_path / "final"
     final.mkdir()
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         read_checkpoint(final)
     (final / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="cannot tell the training step"):

@@ -13,10 +13,20 @@ import torch
 from evalcast.data import EXPERT, ExpertSet
 from evalcast.generate import DecodeConfig, evaluate_generative
 from evalcast.monitor.run_store import RunStore
-from evalcast.probe import (NetConfig, ProbeConfig, ProbeReason, ProbeTrainer, features_from_arrays,
-                            features_to_arrays, heldout_mask, question_folds, score, score_by_task)
+from evalcast.probe import (
+    NetConfig,
+    ProbeConfig,
+    ProbeReason,
+    ProbeTrainer,
+    features_from_arrays,
+    features_to_arrays,
+    heldout_mask,
+    question_folds,
+    score,
+    score_by_task,
+)
 from evalcast.probe.nets import AttentionPool, _initialise
-from evalcast.stats import StatsTap, StatSpec, check_compatible, run_forward
+from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
 from evalcast.stats.features import CheckpointFeatures, FeatureTap
 from evalcast.tasks import get_task, training_text
 from evalcast.toy import TextDataset, tiny_gpt2

@@ -76,8 +76,9 @@ def test_duplicate_ids_are_refused(tmp_path):
 
 
 def test_skip_mode_counts_and_keeps_good_rows(tmp_path):
-    path = write_lines(tmp_path / "mixed.jsonl", ['{"prompt": "a", "solution": "b"}', "{oops",
-                                                  '{"prompt": "c", "solution": ""}', '{"prompt": "d", "solution": "e"}'])
+    rows = ['{"prompt": "a", "solution": "b"}', "{oops", '{"prompt": "c", "solution": ""}',
+            '{"prompt": "d", "solution": "e"}']
+    path = write_lines(tmp_path / "mixed.jsonl", rows)
     report = LoadReport()
     records = load_records(path, on_invalid="skip", report=report)
     assert [r.prompt for r in records] == ["a", "d"]

@@ -112,7 +112,8 @@ def test_sampling_is_deterministic_by_seed():
         first = family.sample(20, seed=7)
         assert first == family.sample(20, seed=7)
         assert [r.prompt for r in first] != [r.prompt for r in family.sample(20, seed=8)]
-        assert {r.id for r in first} <= {r.id for r in family.sample(40, seed=7)}  # per level, a larger sample extends a smaller one
+        # per level, a larger sample extends a smaller one
+        assert {r.id for r in first} <= {r.id for r in family.sample(40, seed=7)}
     mix = {"add": 1.0, "sort": 1.0}
     assert training_batch(mix, 5, 16, seed=1) == training_batch(mix, 5, 16, seed=1)
     assert training_batch(mix, 5, 16, seed=1) != training_batch(mix, 6, 16, seed=1)
@@ -261,7 +262,8 @@ def test_humaneval_canonical_solutions_pass_their_tests():
     assert render_prompt(records[0].prompt) == records[0].prompt  # prompts end in a newline: no separator
 
     def passes(program: str) -> bool:
-        return subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=30, check=False).returncode == 0
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=30, check=False)
+        return done.returncode == 0
 
     for r in (records[0], records[2], records[53]):
         assert passes(humaneval_program(r)), r.id

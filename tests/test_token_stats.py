@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from evalcast.stats import StatsTap, StatSpec, check_compatible, run_forward
+from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
 from evalcast.stats.token_stats import token_statistics
 from evalcast.toy import tiny_gpt2, tiny_llama
 

@@ -7,11 +7,34 @@ pass, token statistics) → :mod:`evalcast.proxy` (aggregation) and :mod:`evalca
 """
 
 from evalcast.data import ExpertRecord, ExpertSet, FieldMap, PromptFormat, TokenizeSettings
-from evalcast.monitor import (AnchorConfig, Budget, Evaluation, ForecastSettings, Monitor, MonitorConfig, RunStore,
-                              TrainingContext)
+from evalcast.monitor import (
+                              AnchorConfig,
+                              Budget,
+                              Evaluation,
+                              ForecastSettings,
+                              Monitor,
+                              MonitorConfig,
+                              RunStore,
+                              TrainingContext,
+)
 from evalcast.stats import StatSpec
 
 __version__ = "0.1.0"
 
-__all__ = ["AnchorConfig", "Budget", "ForecastSettings", "Evaluation", "ExpertRecord", "ExpertSet", "FieldMap", "Monitor", "MonitorConfig", "PromptFormat",
-           "RunStore", "StatSpec", "TokenizeSettings", "TrainingContext", "__version__"]
+__all__ = [
+                              "AnchorConfig",
+                              "Budget",
+                              "Evaluation",
+                              "ExpertRecord",
+                              "ExpertSet",
+                              "FieldMap",
+                              "ForecastSettings",
+                              "Monitor",
+                              "MonitorConfig",
+                              "PromptFormat",
+                              "RunStore",
+                              "StatSpec",
+                              "TokenizeSettings",
+                              "TrainingContext",
+                              "__version__",
+]

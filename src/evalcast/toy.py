@@ -11,8 +11,14 @@ import string
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models
-from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel,
-                          PreTrainedTokenizerFast)
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 DEFAULT_ALPHABET = string.ascii_lowercase + string.ascii_uppercase + string.digits + " \n+-*/=.,:;#()[]<>?!'_"
 SPECIAL = ("<pad>", "<eos>", "<unk>")
@@ -67,7 +73,7 @@ class TextDataset:
         import torch
 
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-        encoded = [(row + [eos])[:length] for row in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        encoded = [[*row, eos][:length] for row in tokenizer(texts, add_special_tokens=True)["input_ids"]]
         self.input_ids = torch.full((len(texts), length), pad, dtype=torch.long)
         self.attention_mask = torch.zeros_like(self.input_ids)
         for i, row in enumerate(encoded):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -49,7 +49,8 @@ def _score(args: argparse.Namespace) -> int:
                                 questions=args.questions, decode=decode, device=args.device)
     for record in monitor.history():
         metrics = record.get("metrics", {})
-        line = f"step {record['step']:>8}  {record['status']:<7}  nll {metrics.get('evalcast/all/nll', float('nan')):.4f}"
+        nll = metrics.get("evalcast/all/nll", float("nan"))
+        line = f"step {record['step']:>8}  {record['status']:<7}  nll {nll:.4f}"
         if "evalcast/all/pass@1_anchor" in metrics:
             line += f"  pass@1 {metrics['evalcast/all/pass@1_anchor']:.3f}"
         print(line)
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("checkpoints", nargs="+", help="checkpoint directories (ordered by training step)")
     score.add_argument("--experts", required=True, help="expert set file (.jsonl, .json, .parquet)")
     score.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
-    score.add_argument("--run-dir", default="evalcast_scores", help="run directory to write (default: ./evalcast_scores)")
+    score.add_argument("--run-dir", default="evalcast_scores", help="run directory (default: ./evalcast_scores)")
     score.add_argument("--tokenizer", help="tokenizer directory (default: the first checkpoint's)")
     score.add_argument("--generate", action="store_true", help="also run the generative evaluation (pass@1)")
     score.add_argument("--questions", type=int, default=256, help="questions for --generate (default 256)")

@@ -3,8 +3,7 @@
 from evalcast.data.batching import BatchPlan, plan_batches
 from evalcast.data.expert_set import BuildReport, ExpertSet
 from evalcast.data.formatting import PromptFormat, render_prompt
-from evalcast.data.records import (ExpertRecord, ExpertSetError, FieldMap, Negative, load_records,
-                                   write_jsonl)
+from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, Negative, load_records, write_jsonl
 from evalcast.data.table import EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import TokenizeSettings
 from evalcast.data.weights import BASE_WEIGHTINGS, DEFAULT_WEIGHTING

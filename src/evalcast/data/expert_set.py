@@ -17,8 +17,14 @@ from tqdm.auto import tqdm
 from evalcast.data.batching import BatchPlan, plan_batches
 from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadReport, OnInvalid, load_records
 from evalcast.data.table import EXPERT, NEGATIVE, TokenTable
-from evalcast.data.tokenize import (OverlongError, Tokenized, TokenizeSettings, resolve_max_length,
-                                    tokenize_pair, tokenizer_fingerprint)
+from evalcast.data.tokenize import (
+    OverlongError,
+    Tokenized,
+    TokenizeSettings,
+    resolve_max_length,
+    tokenize_pair,
+    tokenizer_fingerprint,
+)
 from evalcast.data.tokenize import token_counts as count_tokens
 from evalcast.data.weights import base_weights
 

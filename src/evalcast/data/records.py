@@ -220,7 +220,7 @@ def iter_raw_rows(source: str | Path | Any, *, split: str | None = None) -> Iter
         dataset = dataset[split]
     elif isinstance(dataset, Mapping):
         raise ValueError(f"a DatasetDict needs split=...; splits: {list(dataset.keys())}")
-    name = f"<dataset {getattr(dataset, 'info', None) and dataset.info.dataset_name or 'in memory'}>"
+    name = f"<dataset {(getattr(dataset, 'info', None) and dataset.info.dataset_name) or 'in memory'}>"
     for i, row in enumerate(dataset, start=1):
         yield name, i, row
 

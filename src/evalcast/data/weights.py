@@ -50,7 +50,8 @@ def base_weights(targets: np.ndarray, seq_of_token: np.ndarray, pos_in_seq: np.n
     }
 
 
-def reference_weights(ref_entropy: np.ndarray, ref_nll: np.ndarray, forking_quantile: float = 0.8) -> dict[str, np.ndarray]:
+def reference_weights(ref_entropy: np.ndarray, ref_nll: np.ndarray,
+                      forking_quantile: float = 0.8) -> dict[str, np.ndarray]:
     """Weightings from a fixed reference model's per-token entropy and NLL."""
     threshold = np.quantile(ref_entropy, forking_quantile) if len(ref_entropy) else 0.0
     return {

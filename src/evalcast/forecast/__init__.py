@@ -9,8 +9,15 @@ from evalcast.forecast.api import forecast_run, forecast_task
 from evalcast.forecast.config import ClusterConfig, ForecastConfig, GateConfig
 from evalcast.forecast.gates import Reason
 from evalcast.forecast.inputs import Anchor, Checkpoints, Schedule, TaskInputs
-from evalcast.forecast.results import (ClusterBreakdown, ClusterForecast, Curve, FitData, Forecast, ProxyChoice,
-                                       TaskForecast)
+from evalcast.forecast.results import (
+                                       ClusterBreakdown,
+                                       ClusterForecast,
+                                       Curve,
+                                       FitData,
+                                       Forecast,
+                                       ProxyChoice,
+                                       TaskForecast,
+)
 from evalcast.forecast.schedule import annealing_areas, lr_phases
 
 __all__ = [

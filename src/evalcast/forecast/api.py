@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from evalcast.forecast.accuracy import AccuracyPoints
 from evalcast.forecast.baselines import compute_power, compute_sigmoid, last_value, loss_twostep
 from evalcast.forecast.bootstrap import anchor_replicates, question_counts
 from evalcast.forecast.clusters import cluster_breakdown
@@ -31,9 +32,7 @@ from evalcast.forecast.inputs import TaskInputs
 from evalcast.forecast.prepare import AnchorTable, Axis, as_series, build_anchors, build_axis, phase_flags, probe_matrix
 from evalcast.forecast.results import FitData, Forecast, ProxyChoice, TaskForecast, refused
 from evalcast.forecast.selection import rank_proxies
-from evalcast.forecast.accuracy import AccuracyPoints
 from evalcast.forecast.twostep import ProxyFit, twostep_forecast
-
 
 #: Refusals specific to one proxy's fit; the next-ranked proxy is tried after them.
 _PROXY_FAILURES = {r.value for r in (Reason.TOO_FEW_POINTS, Reason.COMPUTE_RANGE, Reason.EXPONENT_AT_BOUND,

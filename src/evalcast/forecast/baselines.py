@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from evalcast.forecast.accuracy import AccuracyPoints, fit_sigmoid, sigmoid_bootstrap
+from evalcast.forecast.bootstrap import summarise
 from evalcast.forecast.config import ForecastConfig
 from evalcast.forecast.fit import ALPHA_BOUNDS, at_bound, fit_curve, kstep_refit
 from evalcast.forecast.gates import Reason, Refusal, check_anchors
@@ -18,8 +20,6 @@ from evalcast.forecast.inputs import LOSS_PREFERENCE
 from evalcast.forecast.laws import neg_log_power, neg_log_power_jac, sigmoid
 from evalcast.forecast.prepare import Axis, as_series
 from evalcast.forecast.results import Curve, Forecast, refused
-from evalcast.forecast.accuracy import AccuracyPoints, fit_sigmoid, sigmoid_bootstrap
-from evalcast.forecast.bootstrap import summarise
 from evalcast.forecast.twostep import twostep_forecast
 
 
@@ -79,7 +79,7 @@ def loss_twostep(axis: Axis, losses: dict[str, object], pts: AccuracyPoints, g: 
         if series is not None and np.sum(np.isfinite(series)) > 0:
             fc, _, _ = twostep_forecast(method, name, series, axis, pts, g, u, cfg, rng)
             return Forecast(fc.method, fc.status, fc.reason, fc.message, fc.final, fc.interval80, fc.interval95,
-                            fc.curve, fc.params, fc.flags + (f"loss:{name}",))
+                            fc.curve, fc.params, (*fc.flags, f"loss:{name}"))
     return refused(method, Reason.NO_LOSS.value, "no loss series was given (val_loss, task_bpb or train_loss)")
 
 

@@ -42,7 +42,7 @@ def proxy_law(theta: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
 
 def proxy_law_jac(theta: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
     """Jacobian of :func:`proxy_law` with respect to ``(E, A, alpha, C)``."""
-    e, a, alpha, c = _cols(theta)
+    e, a, alpha, _c = _cols(theta)
     lt = np.log(t1)
     tp = np.exp(-alpha * lt) + 0.0 * e
     return np.stack([np.ones_like(tp), tp, -a * tp * lt, -t2 + 0.0 * tp], axis=-1)

@@ -54,7 +54,7 @@ class Axis:
         return bool(np.any(self.t2_grid > 0))
 
     def phase_at_index(self, i: int) -> str | None:
-        return phase_at(self.phases, int(round(float(self.step[i])))) if self.phases else None
+        return phase_at(self.phases, round(float(self.step[i]))) if self.phases else None
 
     def truncated(self, stop: int) -> Axis:
         """The axis as it was when checkpoint ``stop − 1`` was the last one (same budget and grid)."""

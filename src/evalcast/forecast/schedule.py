@@ -58,7 +58,7 @@ def lr_phases(lr: np.ndarray, rtol: float = 0.01, window: float = 0.01) -> tuple
     if n == 0:
         return ()
     peak_i = int(np.argmax(lr))
-    w = max(1, int(round(window * n)))
+    w = max(1, round(window * n))
     ahead = lr[np.minimum(np.arange(n) + w, n - 1)]
     falling = (lr - ahead) > rtol * np.maximum(lr, 1e-300)
     labels = ["warmup" if i < peak_i else ("decay" if falling[i] else "stable") for i in range(n)]

@@ -20,12 +20,12 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.stats import spearmanr
 
+from evalcast.forecast.accuracy import AccuracyPoints, fit_links
 from evalcast.forecast.config import ForecastConfig
 from evalcast.forecast.fit import moving_average
 from evalcast.forecast.gates import Refusal
 from evalcast.forecast.prepare import Axis
 from evalcast.forecast.results import ProxyChoice
-from evalcast.forecast.accuracy import AccuracyPoints, fit_links
 from evalcast.forecast.twostep import fit_proxy, proxy_scale
 
 #: Base statistics from simplest to most elaborate (METHODS §2.2); weighted variants ("prob.rarity") rank

@@ -18,8 +18,15 @@ from scipy.stats import spearmanr
 from evalcast.forecast.accuracy import AccuracyPoints, fit_links, sigmoid_bootstrap
 from evalcast.forecast.bootstrap import block_residuals, summarise
 from evalcast.forecast.config import ForecastConfig
-from evalcast.forecast.fit import (ALPHA_BOUNDS, at_bound, fit_proxy_law, grid_starts, kstep_refit, moving_average,
-                                   r_squared)
+from evalcast.forecast.fit import (
+    ALPHA_BOUNDS,
+    at_bound,
+    fit_proxy_law,
+    grid_starts,
+    kstep_refit,
+    moving_average,
+    r_squared,
+)
 from evalcast.forecast.gates import Reason, Refusal, check_points, check_proxy_interval, check_r2
 from evalcast.forecast.laws import PROXY_PARAMS, proxy_law, proxy_law_jac
 from evalcast.forecast.prepare import Axis

@@ -1,1 +1,2 @@
-"""Thin framework adapters over :class:`evalcast.Monitor` (imported on demand: ``evalcast.integrations.transformers``)."""
+"""Thin framework adapters over :class:`evalcast.Monitor`, imported on demand
+(``evalcast.integrations.transformers``, ``.lightning``, ``.accelerate``)."""

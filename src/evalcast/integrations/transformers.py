@@ -140,6 +140,6 @@ def _lr_schedule(scheduler: Any, max_steps: int) -> list[float] | None:
     base = scheduler.base_lrs[0]
     try:
         return [float(base * lambdas[0](s)) for s in range(max_steps + 1)]
-    except Exception:  # noqa: BLE001 - a custom lambda may need state we do not have
+    except Exception:
         logger.info("evalcast: could not read the learning-rate schedule; forecasts use steps only")
         return None

@@ -64,7 +64,7 @@ def probe_questions(experts: ExpertSet, limit: int) -> np.ndarray:
                      for i in rows])
     chosen: list[int] = []
     names = sorted(set(tasks))
-    for k, task in enumerate(names):
+    for task in names:
         members = rows[tasks == task][np.argsort(keys[tasks == task])]
         quota = round(limit * len(members) / len(rows)) if len(rows) > limit else len(members)
         chosen.extend(members[:max(1, quota)].tolist())

@@ -71,7 +71,7 @@ def build_inputs(records: Sequence[dict[str, Any]], groups: Sequence[str], budge
     checkpoints = Checkpoints(x=x, step=steps, x_end=x_end, schedule=schedule)
     inputs = []
     for group in groups:
-        def series(metric: str) -> np.ndarray:
+        def series(metric: str, group: str = group) -> np.ndarray:
             return np.array([_num(r["metrics"].get(metric_name(group, metric))) for r in records])
 
         proxies = {name: series(name) for name in settings.proxies}

@@ -85,7 +85,7 @@ def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: Mo
                                                             rank=rank, world=world,
                                                             synced=needs_synced_generation(model, world))
             local.anchor_questions = [q.to_json() for q in questions]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             logger.error("evalcast: anchor evaluation at step %d failed on rank %d.\n%s", ctx.step, rank,
                          traceback.format_exc())
             local.anchor_error = f"rank {rank}: {type(exc).__name__}: {exc}"

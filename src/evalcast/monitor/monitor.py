@@ -37,8 +37,15 @@ from evalcast.forecast import forecast_run
 from evalcast.monitor.anchors import AnchorConfig, anchor_due, probe_questions
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
 from evalcast.monitor.exchange import Decision, Exchange, make_exchange
-from evalcast.monitor.forecasting import (FORECAST_COLUMNS, ForecastSettings, build_inputs, forecast_curve,
-                                          forecast_metrics, forecast_rows, refused_everywhere)
+from evalcast.monitor.forecasting import (
+    FORECAST_COLUMNS,
+    ForecastSettings,
+    build_inputs,
+    forecast_curve,
+    forecast_metrics,
+    forecast_rows,
+    refused_everywhere,
+)
 from evalcast.monitor.isolation import isolated
 from evalcast.monitor.local import LocalPlan, LocalResult, run_local
 from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_arrays, merge
@@ -142,7 +149,7 @@ class Monitor:
         for tracker in [*self.trackers, *self.framework_trackers]:
             try:
                 getattr(tracker, method)(*args, **kwargs)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.error("evalcast: tracker %r failed in %s.\n%s", tracker, method, traceback.format_exc())
                 if self.config.strict:
                     raise
@@ -230,7 +237,7 @@ class Monitor:
     def _call_hook(self, hook: Callable[[Alert], None], alert: Alert) -> None:
         try:
             hook(alert)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.error("evalcast: alert hook %r failed.\n%s", hook, traceback.format_exc())
             if self.config.strict:
                 raise
@@ -239,7 +246,7 @@ class Monitor:
         try:
             records = self._history_cache()
             return _Plan(anchor=self.anchors is not None and anchor_due(self.anchors, ctx.step, records))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             logger.error("evalcast: planning step %d failed.\n%s", ctx.step, traceback.format_exc())
             return _Plan(skip=f"rank 0: {type(exc).__name__}: {exc}")
 
@@ -253,7 +260,7 @@ class Monitor:
                                    anchor=self.anchors if plan.anchor else None)
             with isolated(model):
                 return run_local(model, self.experts, head, self.config, local_plan, ctx, rank, world), None
-        except Exception as exc:  # noqa: BLE001 - never into the training loop (see module docstring)
+        except Exception as exc:
             logger.error("evalcast: evaluation at step %d failed on rank %d; this save is skipped.\n%s",
                          ctx.step, rank, traceback.format_exc())
             return LocalResult(rank=rank, error=f"rank {rank}: {type(exc).__name__}: {exc}"), exc
@@ -273,7 +280,7 @@ class Monitor:
             metrics = checkpoint_metrics(self.experts, self.groups, names, merged)
             evaluation = Evaluation(Decision(ok=True), metrics=metrics, record=self._record(ctx, metrics))
             evaluation.record["_arrays"] = example_arrays(self.experts, names, merged)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             logger.error("evalcast: aggregating step %d failed; this save is skipped.\n%s", ctx.step,
                          traceback.format_exc())
             return Evaluation(Decision(ok=False, reason=f"rank 0: {type(exc).__name__}: {exc}"))
@@ -291,7 +298,7 @@ class Monitor:
         started = time.perf_counter()
         try:
             run()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             logger.error("evalcast: %s failed at step %d.\n%s", name, evaluation.record["step"], traceback.format_exc())
             evaluation.record.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
             if self.config.strict:
@@ -318,7 +325,8 @@ class Monitor:
 
     def _forecasts(self, evaluation: Evaluation) -> None:
         assert self.forecast is not None
-        records = [r for r in self._history_cache() if r.get("status") == "ok" and r["step"] < evaluation.record["step"]]
+        step = evaluation.record["step"]
+        records = [r for r in self._history_cache() if r.get("status") == "ok" and r["step"] < step]
         records.append(evaluation.record)
         groups = self._forecast_groups()
         groups_of = {} if self.probe is None else self.probe.groups
@@ -400,7 +408,7 @@ class Monitor:
                 self.tracker_call("alert", alert.title, alert.text, level=alert.level, step=ctx.step)
             for listener in self.listeners:
                 listener(evaluation, ctx)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.error("evalcast: writing step %d failed.\n%s", ctx.step, traceback.format_exc())
             if self.config.strict:
                 raise

@@ -62,9 +62,10 @@ class ProbeConfig:
     projects."""
     proxy_features: bool = True
     """Append each question's own teacher-forced statistics (``CheckpointFeatures.proxies``, which the
-    monitor always fills) to the logistic and MLP inputs. Per-checkpoint z-scores keep the hidden states comparable across
-    checkpoints but erase the overall level, so a probe without them predicts its anchors' pass@1 level
-    at every later checkpoint; these statistics are in natural units and move with the model."""
+    monitor always fills) to the logistic and MLP inputs. Per-checkpoint z-scores keep the hidden states
+    comparable across checkpoints but erase the overall level, so a probe without them predicts its
+    anchors' pass@1 level at every later checkpoint; these statistics are in natural units and move with
+    the model."""
     heldout_fraction: float = 0.2
     """Share of questions never trained on: the fit and forward-transfer figures are scored on them."""
     calibration: Calibration = "platt"

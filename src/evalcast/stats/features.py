@@ -101,7 +101,7 @@ class FeatureTap:
                 if self._batch and self.error is None:
                     hidden = output[0] if isinstance(output, (tuple, list)) else output
                     self._capture(j, hidden)
-            except BaseException as exc:  # noqa: BLE001 - raised after the forward (see stats.forward)
+            except BaseException as exc:
                 self.error = exc
         return hook
 

@@ -105,7 +105,7 @@ class StatsTap:
         if not positions:
             self._batch = None
             return
-        to = lambda a, dtype: torch.as_tensor(np.concatenate(a), dtype=dtype).to(self._device)  # noqa: E731
+        to = lambda a, dtype: torch.as_tensor(np.concatenate(a), dtype=dtype).to(self._device)
         index = np.concatenate(token_index)
         self._batch = {"positions": to(positions, torch.long), "targets": to(targets, torch.long),
                        "seqs": to(seqs, torch.long), "token_index": torch.as_tensor(index).to(self._device),
@@ -117,7 +117,7 @@ class StatsTap:
             self.calls += 1
             if self._batch is not None and self.error is None:
                 self._accumulate(module, hidden)
-        except BaseException as exc:  # noqa: BLE001 - re-raised after the forward, see module docstring
+        except BaseException as exc:
             self.error = exc
         return (hidden[:, -1:, :], *args[1:])
 
