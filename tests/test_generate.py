@@ -315,17 +315,6 @@ def test_real_gsm8k_solutions_score_correct_and_a_changed_answer_does_not() -> N
         assert not any(scorer.score(r, c).correct for r, c in zip(records, changed))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_bf16_sampling_leaves_the_cuda_rng_alone(tok) -> None:
-    with torch.random.fork_rng():
-        model = tiny_llama(tok, n_layer=2, seed=3).to("cuda", torch.bfloat16)
-    state = torch.cuda.get_rng_state()
-    config = _cfg(greedy=False, n=2, seed=1, batch_size=4)
-    first = generate_completions(model, tok, PROMPTS, config)
-    assert torch.equal(torch.cuda.get_rng_state(), state)
-    assert generate_completions(model, tok, PROMPTS, config) == first
-
-
 def test_generation_stops_at_the_context_limit(tok) -> None:
     model = tiny_gpt2(tok, n_layer=1, n_embd=16, n_positions=24, seed=0)
     [generation] = generate_completions(model, tok, ["1+1="], _cfg(max_new_tokens=100, batch_size=1))
