@@ -31,6 +31,11 @@ def trackers_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                        "MLFLOW_EXPERIMENT_NAME": "evalcast-e2e"}.items():
         monkeypatch.setenv(key, str(value))
     monkeypatch.chdir(tmp_path)
+    import mlflow
+
+    # HF's MLflowCallback sets the tracking URI only if none is set yet in this process (an earlier test
+    # may have set one), so point MLflow at this test's store explicitly.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     yield root
     if wandb.run is not None:

@@ -34,6 +34,7 @@ from evalcast.trackers.discover import trackers_from_hf_trainer
 
 logger = logging.getLogger("evalcast")
 
+REUSED_REPORTERS = {"wandb", "tensorboard", "mlflow", "none"}
 TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "val_loss"}
 
 
@@ -45,7 +46,8 @@ class EvalcastCallback(TrainerCallback):
         Trainer's ``report_to`` integrations opened (W&B run, TensorBoard writer, MLflow run).
     log_to_trainer: which metrics also go through ``trainer.log`` (console, ``log_history`` and every
         ``report_to`` tracker, W&B under ``train/evalcast/...``): ``"headline"``, ``"all"``, ``"none"``,
-        or ``"auto"``: the headline metrics when no tracker is reused, else none (no duplicates).
+        or ``"auto"``: the headline metrics when some ``report_to`` integration is not written to directly
+        (anything but W&B, TensorBoard, MLflow), else none (no duplicates).
     """
 
     def __init__(self, monitor: Monitor, *, every_n_steps: int | None = None, reuse_trackers: bool = True,
@@ -95,8 +97,9 @@ class EvalcastCallback(TrainerCallback):
         if evaluation.decision.stop_training:
             control.should_training_stop = True
         mode = self.log_to_trainer
-        if mode == "auto":
-            mode = "none" if self.monitor.framework_trackers else "headline"
+        if mode == "auto":  # trainer.log only when some reporter is not written to directly
+            others = set(args.report_to or ()) - REUSED_REPORTERS
+            mode = "headline" if others or not self.monitor.framework_trackers else "none"
         if evaluation.metrics and state.is_world_process_zero and self.trainer is not None and mode != "none":
             self.trainer.log({k: v for k, v in evaluation.metrics.items() if mode == "all" or is_headline(k)})
 
