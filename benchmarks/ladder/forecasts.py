@@ -1,0 +1,155 @@
+"""Issue 5: forecasts of the final true pass@1 made at 10%, 25% and 50% of training, scored at the end.
+
+For each run, group (``all`` and each task) and horizon h, the history is cut at the last save with
+step ≤ h·budget. Anchors are the *true* pass@1 (all ground-truth questions, per question included) at the
+anchor schedule's saves (every ``anchor_every``-th save, the first included) up to the cut; the online
+probe's predictions of those saves are kept. Inputs come from ``evalcast.monitor.forecasting.build_inputs``
+with the run's budget and LR schedule, exactly as the monitor builds them, and ``forecast_task`` gives
+evalcast's forecast and every baseline. Refusals publish no number: they are counted, not scored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from benchmarks.ladder.config import TASKS, Preset
+from benchmarks.ladder.data import lr_lambda
+from benchmarks.ladder.measures import nanmean
+from benchmarks.ladder.runs import Run
+from evalcast.forecast import ForecastConfig, TaskForecast, forecast_task
+from evalcast.monitor.config import Budget
+from evalcast.monitor.forecasting import ForecastSettings, build_inputs
+from evalcast.monitor.probing import PREDICTIONS
+from evalcast.monitor.run_store import RunStore
+from evalcast.proxy.aggregate import metric_name, record_groups
+from evalcast.tasks import get_task
+
+METHODS = ("evalcast", "compute_sigmoid", "compute_power", "loss_twostep", "last_value")
+GROUPS = ("all", *TASKS)
+FAN_RUNS = ("L-A", "M-A-const", "M-A-wsd", "M-A-plateau")
+
+
+def _anchor_records(run: Run, cut: int, every: int) -> list[dict[str, Any]]:
+    """The first ``cut`` records, their anchors replaced by the ground truth on the anchor schedule."""
+    groups_of = {q: record_groups(t, get_task(t).domain) for q, t in zip(run.ids, run.tasks)}
+    out = []
+    for k, record in enumerate(run.records[:cut]):
+        r = copy.copy(record)
+        r["metrics"] = {key: v for key, v in record["metrics"].items() if not key.endswith("/pass@1_anchor")}
+        r.pop("anchor", None)
+        if k % every == 0:
+            per_question = dict(zip(run.ids, run.truth[k].tolist()))
+            r["anchor"] = {"per_question": per_question}
+            by_group: dict[str, list[float]] = {}
+            for q, value in per_question.items():
+                for g in groups_of[q]:
+                    by_group.setdefault(g, []).append(value)
+            r["metrics"].update({metric_name(g, "pass@1_anchor"): float(np.mean(v)) for g, v in by_group.items()})
+        out.append(r)
+    return out
+
+
+def forecast_at(run: Run, preset: Preset, horizon: float, config: ForecastConfig) -> dict[str, TaskForecast]:
+    """Every group's forecast from the saves up to ``horizon`` of the budget."""
+    cut = int(np.searchsorted(run.steps, horizon * run.spec.steps + 1e-9, side="right"))
+    records = _anchor_records(run, cut, preset.anchor_every)
+    schedule = lr_lambda(run.spec, preset)
+    budget = Budget(max_steps=run.spec.steps, lr=[preset.lr * schedule(s) for s in range(run.spec.steps + 1)])
+    store = RunStore(run.path / "evalcast")
+    predictions = {}
+    for r in records:
+        arrays = store.load_arrays(r["step"], PREDICTIONS)
+        if arrays is not None:
+            predictions[r["step"]] = dict(zip(arrays["ids"].tolist(), arrays["p"].tolist()))
+    groups_of = {q: record_groups(t, get_task(t).domain) for q, t in zip(run.ids, run.tasks)}
+    inputs, reason = build_inputs(records, list(GROUPS), budget, predictions, groups_of,
+                                  ForecastSettings(config=config))
+    if not inputs:
+        raise RuntimeError(f"{run.name}: no forecast inputs: {reason}")
+    out = {}
+    for task_inputs in inputs:
+        probe = {q: v for q, v in (task_inputs.probe_per_question or {}).items() if np.isfinite(v).any()}
+        task_inputs = dataclasses.replace(task_inputs, probe_per_question=probe or None)
+        out[task_inputs.name] = forecast_task(task_inputs, config)
+    return out
+
+
+def _case(result: TaskForecast, truth: float) -> dict[str, Any]:
+    """One (run, group, horizon): each method's final value, 80% interval, status and error."""
+    methods = {"evalcast": result.forecast, **result.baselines}
+    row: dict[str, Any] = {"truth": truth, "proxy": result.proxy.name if result.proxy else None}
+    for name in METHODS:
+        f = methods.get(name)
+        ok = f is not None and f.ok and f.final is not None
+        row[name] = {"status": "ok" if ok else "refused", "reason": "" if ok or f is None else f.reason,
+                     "final": f.final if ok else None,
+                     "interval80": list(f.interval80) if ok and f.interval80 else None,
+                     "error": abs(f.final - truth) if ok else None}
+    return row
+
+
+def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per method: published count, refusal rate, MAE and worst error over published forecasts, 80% coverage;
+    and each baseline's MAE on the cases where evalcast published (the paired comparison)."""
+    out: dict[str, Any] = {"cases": len(cases)}
+    published_by_evalcast = [c for c in cases if c["evalcast"]["status"] == "ok"]
+    for name in METHODS:
+        done = [c[name] for c in cases if c[name]["status"] == "ok"]
+        errors = [d["error"] for d in done]
+        covered = [d["interval80"][0] <= c["truth"] <= d["interval80"][1]
+                   for c in cases for d in [c[name]] if d["status"] == "ok" and d["interval80"]]
+        reasons: dict[str, int] = {}
+        for c in cases:
+            if c[name]["status"] != "ok":
+                reasons[c[name]["reason"]] = reasons.get(c[name]["reason"], 0) + 1
+        paired = [c[name]["error"] for c in published_by_evalcast if c[name]["status"] == "ok"]
+        out[name] = {"published": len(done), "refused": len(cases) - len(done),
+                     "refusal_rate": (len(cases) - len(done)) / len(cases) if cases else None,
+                     "mae": nanmean(errors), "worst": max(errors) if errors else None,
+                     "coverage80": float(np.mean(covered)) if covered else None,
+                     "mae_where_evalcast_published": nanmean(paired), "paired_n": len(paired),
+                     "refusal_reasons": reasons}
+    return out
+
+
+def run_forecasts(path: str, preset: Preset) -> dict[str, Any]:
+    """Every (group, horizon) case of one run, and the fan data of ``group all`` (runs in a worker process)."""
+    run = Run.load(path)
+    config = ForecastConfig(n_bootstrap=preset.n_bootstrap)
+    cases, fans = [], {}
+    for h in preset.horizons:
+        for group, result in forecast_at(run, preset, h, config).items():
+            cases.append({"run": run.name, "schedule": run.spec.schedule, "dropped": run.spec.drop is not None,
+                          "group": group, "horizon": h, **_case(result, float(run.true_pass(group)[-1]))})
+            curve = result.forecast.curve
+            if group == "all" and result.forecast.ok and curve is not None:
+                fans[str(h)] = {"x": curve.x, "mean": curve.mean, "lo80": curve.lo80, "hi80": curve.hi80,
+                                "x_last": result.x_last}
+    return {"cases": cases, "fans": fans}
+
+
+def _by(cases: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for case in cases:
+        groups.setdefault(key(case), []).append(case)
+    return {k: summarise(v) for k, v in groups.items()}
+
+
+def forecast_section(per_run: list[dict[str, Any]], preset: Preset) -> dict[str, Any]:
+    """Summaries by horizon and by schedule (the dropped-task run apart: its mix changes after every horizon)."""
+    cases = [c for r in per_run for c in r["cases"]]
+    scored = [c for c in cases if not c["dropped"]]
+    return {
+        "horizons": list(preset.horizons), "anchor_every": preset.anchor_every, "n_bootstrap": preset.n_bootstrap,
+        "by_horizon": _by(scored, lambda c: str(c["horizon"])),
+        "by_schedule": _by(scored, lambda c: f"{c['schedule']}@{c['horizon']}"),
+        "dropped_task_run": _by([c for c in cases if c["dropped"]], lambda c: str(c["horizon"])),
+        "cases": cases,
+        "fans": {c["run"]: r["fans"] for r in per_run for c in r["cases"][:1] if c["run"] in FAN_RUNS},
+        "targets": {"mae@0.25": 0.05, "mae@0.1": 0.10, "vs_loss_twostep": 0.5, "coverage80": [0.7, 0.9]},
+    }
