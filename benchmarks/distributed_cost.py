@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/distributed_cost.py
 
 Launches ``torchrun --nproc_per_node N`` for N = 1 and 2 on a GPT-2 built from config (~3M parameters,
-character tokenizer) and 600 GSM8K solutions from ../shared/data; each launch evaluates 5 times after a
-warm-up and reports rank 0's forward-pass seconds (the slowest rank bounds the checkpoint). Writes
+character tokenizer) and 300 GSM8K solutions from ../shared/data; each launch evaluates 4 times after a
+warm-up and reports the slowest rank's forward-pass seconds (it bounds the checkpoint). Writes
 ``benchmarks/results/distributed_cost.json``.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+SOLUTIONS, REPEATS = 300, 4
 
 
 def worker(out: Path) -> None:
@@ -34,22 +36,22 @@ def worker(out: Path) -> None:
     if "RANK" in os.environ:
         dist.init_process_group("gloo")
     torch.set_num_threads(1)
-    records = load_gsm8k(ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl")[:600]
+    records = load_gsm8k(ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl")[:SOLUTIONS]
     alphabet = sorted({c for r in records for c in r.prompt + r.solution})
     tok = char_tokenizer("".join(alphabet))
     experts = ExpertSet(records, tok, cache_dir=out / "cache", progress=False)
     model = tiny_gpt2(tok, n_layer=4, n_embd=256, n_head=4, n_positions=1024).eval()
-    monitor = Monitor(experts, run_dir=out / "run", config=MonitorConfig(max_tokens=8192, save_examples=False),
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    monitor = Monitor(experts, run_dir=out / f"run{world}", config=MonitorConfig(max_tokens=8192, save_examples=False),
                       forecast=None)
+    rank = dist.get_rank() if dist.is_initialized() else 0
     seconds, walls = [], []
-    for step in range(6):
+    for step in range(REPEATS + 1):
         started = time.perf_counter()
         evaluation = monitor.evaluate(model, step)
         walls.append(time.perf_counter() - started)
-        if step and evaluation.ok:
-            seconds.append(evaluation.metrics["evalcast/cost/forward_seconds"])
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_initialized() else 1
+        if step and rank == 0 and evaluation.ok:  # merged metrics exist on rank 0 only
+            seconds.append(evaluation.metrics["evalcast/cost/forward_seconds"])  # the slowest rank's
     if rank == 0:
         (out / f"world{world}.json").write_text(json.dumps(
             {"world": world, "forward_seconds": seconds, "wall_seconds": walls[1:],
@@ -61,7 +63,8 @@ def worker(out: Path) -> None:
 
 def main() -> None:
     out = Path(os.environ.get("TMPDIR", "/tmp")) / "evalcast-distributed-cost"
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     rows = {}
     for world in (1, 2):
         with socket.socket() as s:
