@@ -10,6 +10,7 @@ your expert file (``ExpertSet.from_file("experts.jsonl", tokenizer, fields={...}
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 from transformers import Trainer, TrainingArguments
@@ -36,8 +37,8 @@ def main() -> None:
     training = TrainingArguments(
         output_dir=args.out, max_steps=args.steps, save_steps=20, per_device_train_batch_size=32,
         learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=10, logging_steps=20, report_to=[],
-        include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(), ddp_backend="gloo"
-        if not torch.cuda.is_available() else None)
+        include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if "WORLD_SIZE" in os.environ and not torch.cuda.is_available() else None)
     dataset = TextDataset(tokenizer, training_texts(mix, args.steps * 32, seed=0), 128)
     trainer = Trainer(model=tiny_gpt2(tokenizer, n_embd=64, n_head=4, n_positions=128), args=training,
                       train_dataset=dataset, data_collator=dataset.collate, callbacks=[EvalcastCallback(monitor)])
