@@ -24,6 +24,7 @@ from typing import Any
 from evalcast.alerts.base import Alert
 from evalcast.alerts.history import (
     Direction,
+    History,
     Verdict,
     check_hysteresis,
     due,
@@ -37,7 +38,6 @@ from evalcast.alerts.history import (
 )
 from evalcast.alerts.rules import regression_verdicts
 
-History = Sequence[Mapping[str, Any]]
 _TINY = 1e-12
 
 

@@ -21,6 +21,8 @@ from evalcast.proxy.aggregate import metric_name
 
 Direction = Literal["higher", "lower"]
 Verdict = bool | None
+History = Sequence[Mapping[str, Any]]
+"""The run store's records, oldest first, as every rule reads them."""
 
 #: Metrics whose direction is known (a weighting suffix such as ``nll.rarity`` keeps its metric's).
 HIGHER_IS_BETTER = frozenset({

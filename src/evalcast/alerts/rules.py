@@ -8,13 +8,14 @@ give ``direction`` for any other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from evalcast.alerts.base import Alert
 from evalcast.alerts.history import (
     Direction,
+    History,
     Verdict,
     check_hysteresis,
     due,
@@ -26,8 +27,6 @@ from evalcast.alerts.history import (
     sign,
     steps_of,
 )
-
-History = Sequence[Mapping[str, Any]]
 
 
 def _named(rule: Any, default: str) -> None:
