@@ -3,6 +3,7 @@ training runs (a data mix that drops a domain, a run that plateaus, a healthy ru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -131,6 +132,22 @@ def test_proxy_plateau_fires_on_a_flat_proxy_not_on_a_falling_one() -> None:
     history = replay([rule], nll_run([3.0, 2.5, 2.2, 2.2, 2.2, 2.2, 2.2]))
     assert fired(history) == [(60, "plateau:all/nll")]  # windows 30→50 and 40→60 both flat
     assert "went from 2.2 (step 40) to 2.2 (step 60), an improvement of 0" in history[5]["alerts"][0]["text"]
+
+
+def test_proxy_plateau_holds_while_the_learning_rate_is_high() -> None:
+    rule = ProxyPlateau("all", window=2, min_delta=0.01, patience=2)
+    flat = nll_run([3.0, 2.5, 2.2, 2.2, 2.2, 2.2, 2.2])
+
+    def with_lr(lrs: Sequence[float]) -> list[Record]:
+        return [{**r, "train": {"lr": lr}} for r, lr in zip(flat, lrs)]
+
+    assert fired(replay([rule], with_lr([1e-3] * 7))) == []  # constant LR: a WSD stable phase may follow
+    decayed = with_lr([1e-3, 1e-3, 1e-3, 1e-3, 4e-4, 2e-4, 1e-4])  # at or below half the peak from step 50
+    assert fired(replay([rule], decayed)) == [(60, "plateau:all/nll")]
+    assert fired(replay([dataclasses.replace(rule, max_lr_fraction=None)], with_lr([1e-3] * 7))) == [
+        (60, "plateau:all/nll")]
+    with pytest.raises(ValueError, match="max_lr_fraction"):
+        ProxyPlateau(max_lr_fraction=0.0)
 
 
 def domains(step: int, arith: float, lst: float, logic: float) -> Record:

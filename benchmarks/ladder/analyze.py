@@ -209,7 +209,10 @@ def main() -> None:
     work = args.work or REPO / "benchmarks" / "ladder" / "runs" / preset.name
     results = args.results or (RESULTS if preset.name == "full" else work / "results")
     console = Console(width=None if sys.stdout.isatty() else 150)
-    analyze_and_write(work, results, preset, console, with_speed=args.speed, timing={"started": time.perf_counter()})
+    previous = results / "ladder.json"  # re-analysing the same runs: keep the training wall time they took
+    train_s = json.loads(previous.read_text()).get("timing", {}).get("train_s") if previous.exists() else None
+    analyze_and_write(work, results, preset, console, with_speed=args.speed,
+                      timing={"started": time.perf_counter(), "train_s": train_s})
 
 
 if __name__ == "__main__":
