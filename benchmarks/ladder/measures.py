@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-#: Metrics where lower is better (a weighting suffix keeps its base metric's direction). Entropy is taken
-#: as lower-is-better (a model sure of the expert's next token), which held on every run measured here.
-LOWER_IS_BETTER = frozenset({"nll", "log_rank", "bpb", "entropy", "excess_surprisal", "val_loss", "train_loss"})
+from evalcast.alerts.history import LOWER_IS_BETTER as ALERT_LOWER_IS_BETTER
+
+#: Metrics where lower is better (a weighting suffix keeps its base metric's direction): evalcast's own list,
+#: plus the losses and two statistics whose direction the library leaves open. Entropy is taken as
+#: lower-is-better (a model sure of the expert's next token), which held on every run measured here.
+LOWER_IS_BETTER = ALERT_LOWER_IS_BETTER | {"entropy", "excess_surprisal", "val_loss", "train_loss"}
 
 
 def orientation(metric: str) -> float:
