@@ -29,7 +29,8 @@ def free_port() -> int:
 
 
 def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPTS.parents[1])}
+    repo = SCRIPTS.parents[1]  # this checkout's evalcast (not an installed one), and its tests package
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
     if torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(free_port()), str(SCRIPTS / script), str(out), *args]
@@ -118,4 +119,4 @@ def test_accelerate_example_under_torchrun(tmp_path):
     assert done.returncode == 0, done.stderr[-6000:]
     records = RunStore(tmp_path / "evalcast").history()
     assert [(r.step, r.status) for r in records] == [(20, "ok"), (40, "ok")]
-    assert "anchor" in records[0] and records[0].metrics["evalcast/cost/tokens_scored"] > 0
+    assert records[0].anchor is not None and records[0].metrics["evalcast/cost/tokens_scored"] > 0

@@ -77,8 +77,10 @@ class TransformersCallback(TrainerCallback):
             _warn_unbound(args, self.reuse_trackers, self.log_to_trainer)
         if self.monitor.store is None:
             self.monitor.bind_run_dir(f"{args.output_dir}/evalcast")
-        self.monitor.set_budget(Budget(max_steps=state.max_steps, max_tokens=self.monitor.budget.max_tokens,
-                                       lr=self._lr_schedule(kwargs.get("lr_scheduler"), state.max_steps)))
+        lr = self._lr_schedule(kwargs.get("lr_scheduler"), state.max_steps)
+        with self.monitor.policy.guard("reading the training budget (forecasts go without it)"):
+            self.monitor.set_budget(Budget(max_steps=state.max_steps, max_tokens=self.monitor.budget.max_tokens,
+                                           lr=lr))
         if state.global_step > 0:
             self.monitor.rewind(state.global_step)
         if self.reuse_trackers and self.trainer is not None and state.is_world_process_zero:
