@@ -18,6 +18,7 @@ from evalcast.runs import Record, RunStore
 from evalcast.stats import ModelMismatchError, check_compatible
 from evalcast.stats.isolation import isolated
 from evalcast.toy import char_tokenizer, tiny_gpt2
+from evalcast.trackers import Tracker
 from tests.test_token_stats import naive_statistics
 
 
@@ -169,3 +170,41 @@ def test_strict_skip_without_exception_raises_evaluation_skipped(model, experts,
 
 def StatNames():
     return MonitorConfig().stats.names
+
+
+def test_a_plain_loop_that_gives_its_budget_gets_forecasts(model, experts, tmp_path):
+    """``monitor.step(..., max_steps=N)`` sets the forecast horizon; without it the forecasts say why not."""
+    blind = Monitor(experts, run_dir=tmp_path / "blind").step(model, step=10, every=10)
+    assert blind is not None and blind.record.forecasts["all"].reason == "no_budget"
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    evaluation = monitor.step(model, step=10, every=10, max_steps=100, tokens_seen=1000)
+    assert monitor.budget.max_steps == 100
+    assert evaluation is not None and evaluation.record.forecasts["all"].reason not in ("no_budget", "")
+    with pytest.raises(ValueError, match="every=0"):
+        monitor.step(model, step=10, every=0)
+
+
+class Recording(Tracker):
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def log(self, metrics, *, step: int) -> None:
+        self.steps.append(step)
+
+
+class Broken(Tracker):
+    def log(self, metrics, *, step: int) -> None:
+        raise ConnectionError("tracker server down")
+
+
+def test_a_failing_tracker_does_not_stop_the_others_and_strict_reraises(model, experts, tmp_path, caplog):
+    first, last = Recording(), Recording()
+    monitor = Monitor(experts, run_dir=tmp_path / "a", trackers=[first, Broken(), last], forecast=None)
+    with caplog.at_level(logging.ERROR, logger="evalcast"):
+        assert monitor.evaluate(model, 1).ok
+    assert first.steps == last.steps == [1] and [r.step for r in monitor.history()] == [1]
+    assert "tracker server down" in caplog.text and "Traceback" in caplog.text
+    strict = Monitor(experts, run_dir=tmp_path / "b", trackers=[Broken()], config=MonitorConfig(strict=True),
+                     forecast=None)
+    with pytest.raises(ConnectionError, match="tracker server down"):
+        strict.evaluate(model, 1)
