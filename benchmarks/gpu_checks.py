@@ -21,7 +21,7 @@ import torch
 
 from evalcast import AnchorConfig, ExpertRecord, ExpertSet, Monitor
 from evalcast.generate import DecodeConfig, generate_completions
-from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
+from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
 from evalcast.toy import char_tokenizer, tiny_llama
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,7 +35,7 @@ def records() -> list[ExpertRecord]:
 def statistics_match(tok, experts, device) -> bool:
     model = tiny_llama(tok, hidden=64, n_layer=2, seed=0).to(device, torch.bfloat16).eval()
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(experts.table.lengths.max()))
-    tap = StatsTap(experts, head, StatSpec(), device, keep_per_token=True)
+    tap = StatsTap(experts, head, StatsConfig(), device, keep_per_token=True)
     with torch.no_grad():
         run_forward(model, experts, experts.batches(max_tokens=512), tap, device=device,
                     autocast_dtype=torch.bfloat16)

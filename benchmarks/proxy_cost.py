@@ -39,7 +39,7 @@ def measure(vocab: int, seq: int, method: str, device: str, dtype: str, hidden: 
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from evalcast.data import ExpertRecord, ExpertSet
-    from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
+    from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
 
     torch.manual_seed(0)
     words = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, vocab)}}
@@ -69,7 +69,7 @@ def measure(vocab: int, seq: int, method: str, device: str, dtype: str, hidden: 
         model(input_ids=ids, use_cache=False).logits.sum().item()
 
     def proxy() -> None:
-        tap = StatsTap(experts, head, StatSpec(), dev)
+        tap = StatsTap(experts, head, StatsConfig(), dev)
         run_forward(model, experts, plans, tap, device=dev)
 
     run = bare if method == "bare" else proxy

@@ -17,8 +17,8 @@ from accelerate.utils import ProjectConfiguration
 from torch.utils.data import DataLoader
 
 from evalcast import AnchorConfig, Budget, ExpertSet, Monitor, MonitorConfig
+from evalcast.callbacks.accelerate import evaluate_on_save_state
 from evalcast.generate import DecodeConfig
-from evalcast.integrations.accelerate import evaluate_on_save_state
 from evalcast.tasks import CHARSET, get_task, training_texts
 from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
 
@@ -61,8 +61,8 @@ def main() -> None:
         if state["step"] >= args.steps:
             break
     if accelerator.is_main_process:
-        print(json.dumps([{"step": r["step"], "status": r["status"],
-                           "nll": r.get("metrics", {}).get("evalcast/all/nll")} for r in monitor.history()]))
+        print(json.dumps([{"step": r.step, "status": r.status,
+                           "nll": r.metrics.get("evalcast/all/nll")} for r in monitor.history()]))
     accelerator.end_training()
 
 

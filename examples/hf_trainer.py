@@ -16,8 +16,8 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from evalcast import AnchorConfig, ExpertSet, Monitor, MonitorConfig
+from evalcast.callbacks.transformers import TransformersCallback
 from evalcast.generate import DecodeConfig
-from evalcast.integrations.transformers import EvalcastCallback
 from evalcast.tasks import CHARSET, get_task, training_texts
 from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
 
@@ -41,7 +41,8 @@ def main() -> None:
         ddp_backend="gloo" if "WORLD_SIZE" in os.environ and not torch.cuda.is_available() else None)
     dataset = TextDataset(tokenizer, training_texts(mix, args.steps * 32, seed=0), 128)
     trainer = Trainer(model=tiny_gpt2(tokenizer, n_embd=64, n_head=4, n_positions=128), args=training,
-                      train_dataset=dataset, data_collator=dataset.collate, callbacks=[EvalcastCallback(monitor)])
+                      train_dataset=dataset, data_collator=dataset.collate)
+    trainer.add_callback(TransformersCallback(monitor, trainer=trainer))  # bound: logs into report_to and trainer.log
     trainer.train()
     if trainer.is_world_process_zero():
         from evalcast.report import write_report

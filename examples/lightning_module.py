@@ -17,8 +17,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from evalcast import AnchorConfig, Budget, ExpertSet, Monitor, MonitorConfig
+from evalcast.callbacks.lightning import LightningCallback
 from evalcast.generate import DecodeConfig
-from evalcast.integrations.lightning import EvalcastCallback
 from evalcast.tasks import CHARSET, get_task, training_texts
 from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
 
@@ -58,7 +58,7 @@ def main() -> None:
     trainer = L.Trainer(default_root_dir=args.out, max_steps=args.steps, accelerator="cpu", devices=args.devices,
                         strategy="ddp" if args.devices > 1 else "auto", logger=False, enable_progress_bar=False,
                         callbacks=[ModelCheckpoint(every_n_train_steps=20, save_top_k=-1),
-                                   EvalcastCallback(monitor, tokens_per_step=BATCH * LENGTH * args.devices)])
+                                   LightningCallback(monitor, tokens_per_step=BATCH * LENGTH * args.devices)])
     trainer.fit(CausalLM(tiny_gpt2(tokenizer, n_embd=64, n_head=4, n_positions=LENGTH)),
                 DataLoader(dataset, batch_size=BATCH, collate_fn=dataset.collate))
     if trainer.is_global_zero:

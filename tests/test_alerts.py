@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from evalcast import ExpertSet, Monitor, MonitorConfig, RunStore
+from evalcast import ExpertSet, Monitor, MonitorConfig
 from evalcast.alerts import (
     Alert,
     DomainRegression,
@@ -23,19 +23,20 @@ from evalcast.alerts import (
     TargetReached,
     suggest_weights,
 )
-
-Record = dict[str, Any]
+from evalcast.forecast import Forecast, TaskForecast
+from evalcast.runs import Record, RunStore
 
 
 # ------------------------------------------------------------------------------ synthetic histories
-def rec(step: int, metrics: Mapping[str, float] | None = None, *, forecast: Mapping[str, Any] | None = None) -> Record:
+def rec(step: int, metrics: Mapping[str, float] | None = None, *,
+        forecasts: Mapping[str, TaskForecast] | None = None) -> Record:
     """One ok record; metric keys are ``group/metric``."""
-    return {"step": step, "status": "ok", "metrics": {f"evalcast/{k}": v for k, v in (metrics or {}).items()},
-            **({"forecasts": forecast} if forecast else {})}
+    return Record(step=step, metrics={f"evalcast/{k}": v for k, v in (metrics or {}).items()},
+                  forecasts=dict(forecasts or {}))
 
 
 def skipped(step: int) -> Record:
-    return {"step": step, "status": "skipped", "reason": "rank 1: RuntimeError: boom"}
+    return Record(step=step, status="skipped", reason="rank 1: RuntimeError: boom")
 
 
 def replay(rules: Sequence[Any], records: Sequence[Record], history: list[Record] | None = None) -> list[Record]:
@@ -43,15 +44,15 @@ def replay(rules: Sequence[Any], records: Sequence[Record], history: list[Record
     record, and the raised alerts are stored in that record."""
     history = [] if history is None else history
     for r in records:
-        r = dict(r)
+        r = dataclasses.replace(r)
         history.append(r)
-        if r["status"] == "ok":
-            r["alerts"] = [a.to_dict() for rule in rules if (a := rule.check(history)) is not None]
+        if r.ok:
+            r.alerts = tuple(a for rule in rules if (a := rule.check(history)) is not None)
     return history
 
 
 def fired(history: Sequence[Record]) -> list[tuple[int, str]]:
-    return [(r["step"], a["rule"]) for r in history for a in r.get("alerts", ())]
+    return [(r.step, a.rule) for r in history for a in r.alerts]
 
 
 def nll_run(values: Sequence[float], group: str = "all") -> list[Record]:
@@ -76,7 +77,7 @@ def test_regression_ignores_one_noisy_point_fires_once_and_rearms_after_clearing
               1.0, 1.2, 1.2, 1.2]  # new best, then regressed again: re-armed (cleared) and cooldown passed
     history = replay([rule], nll_run(values))
     assert fired(history) == [(90, rule.name), (140, rule.name)]
-    alert = Alert.from_dict(history[8]["alerts"][0])
+    alert = history[8].alerts[0]
     assert alert.kind == "regression" and alert.groups == ("all",) and not alert.stop_training
     assert "worse than its best 1.1 (step 50) by more than 0.05 at 3 consecutive checkpoints (steps 70, 80, 90: " \
            "1.25, 1.3, 1.35)" in alert.text
@@ -92,7 +93,7 @@ def test_target_reached_counts_anchors_only_and_fires_once() -> None:
     records.insert(5, skipped(55))
     history = replay([rule], records)
     assert fired(history) == [(60, "target_reached:add/pass@1_anchor")]  # 40 and 60: two anchors in a row
-    alert = Alert.from_dict(next(r for r in history if r["step"] == 60)["alerts"][0])
+    alert = next(r for r in history if r.step == 60).alerts[0]
     assert alert.stop_training and alert.level == "INFO"
     assert "add pass@1_anchor >= 0.5 at 2 consecutive measured checkpoints (steps 40, 60: 0.55, 0.6)" in alert.text
     assert "Training stops" in alert.text
@@ -107,7 +108,9 @@ def forecast_record(step: int, hi80: float | None, probe: float, *, anchor: floa
         metrics.update({"all/forecast_final": hi80 - 0.02, "all/forecast_hi80": hi80})
     if anchor is not None:
         metrics["all/pass@1_anchor"] = anchor
-    return rec(step, metrics, forecast={"all": {"x_end": 1000.0, "x_last": float(step * 5)}})
+    forecast = TaskForecast("all", "ok", "", "", x_end=1000.0, x_last=float(step * 5),
+                            forecast=Forecast("evalcast", "ok"))
+    return rec(step, metrics, forecasts={"all": forecast})
 
 
 def test_forecast_plateau_needs_consecutive_published_forecasts() -> None:
@@ -117,7 +120,7 @@ def test_forecast_plateau_needs_consecutive_published_forecasts() -> None:
                forecast_record(40, 0.51, 0.50), forecast_record(50, 0.52, 0.505), forecast_record(60, 0.52, 0.51)]
     history = replay([rule], records)
     assert fired(history) == [(50, "plateau:all/forecast")]
-    alert = Alert.from_dict(history[4]["alerts"][0])
+    alert = history[4].alerts[0]
     assert alert.stop_training and alert.kind == "plateau"
     assert ("forecast of the final pass@1 is 0.5 (80% upper bound 0.52), at most 0.015 above the current 0.505 "
             "(probe) with 75% of the budget left") in alert.text
@@ -131,7 +134,7 @@ def test_proxy_plateau_fires_on_a_flat_proxy_not_on_a_falling_one() -> None:
     assert fired(replay([rule], nll_run([3.0, 2.5, 2.2, 2.0, 1.9, 1.85]))) == []
     history = replay([rule], nll_run([3.0, 2.5, 2.2, 2.2, 2.2, 2.2, 2.2]))
     assert fired(history) == [(60, "plateau:all/nll")]  # windows 30→50 and 40→60 both flat
-    assert "went from 2.2 (step 40) to 2.2 (step 60), an improvement of 0" in history[5]["alerts"][0]["text"]
+    assert "went from 2.2 (step 40) to 2.2 (step 60), an improvement of 0" in history[5].alerts[0].text
 
 
 def test_proxy_plateau_holds_while_the_learning_rate_is_high() -> None:
@@ -139,7 +142,7 @@ def test_proxy_plateau_holds_while_the_learning_rate_is_high() -> None:
     flat = nll_run([3.0, 2.5, 2.2, 2.2, 2.2, 2.2, 2.2])
 
     def with_lr(lrs: Sequence[float]) -> list[Record]:
-        return [{**r, "train": {"lr": lr}} for r, lr in zip(flat, lrs)]
+        return [dataclasses.replace(r, train={"lr": lr}) for r, lr in zip(flat, lrs)]
 
     assert fired(replay([rule], with_lr([1e-3] * 7))) == []  # constant LR: a WSD stable phase may follow
     decayed = with_lr([1e-3, 1e-3, 1e-3, 1e-3, 4e-4, 2e-4, 1e-4])  # at or below half the peak from step 50
@@ -162,7 +165,7 @@ def test_domain_regression_names_the_domain_and_suggests_boosting_it() -> None:
             (1.2, 1.3, 1.3), (1.1, 1.6, 1.2), (1.0, 1.9, 1.1)]  # list regresses from step 40 while others improve
     history = replay([rule], [domains(10 * (i + 1), *r) for i, r in enumerate(rows)])
     assert fired(history) == [(50, "data_mix:regression")]
-    alert = Alert.from_dict(history[4]["alerts"][0])
+    alert = history[4].alerts[0]
     assert alert.kind == "data_mix" and alert.groups == ("domain/list",)
     assert set(alert.suggestion) == {"domain/arith", "domain/list", "domain/logic"}
     assert sum(alert.suggestion.values()) == pytest.approx(1.0)
@@ -188,7 +191,7 @@ def test_domain_shortfall_needs_one_group_on_track() -> None:
     assert fired(replay([rule], all_short)) == []  # nobody on track: not a mixture problem
     history = replay([rule], [at(10, 0.2, 0.3, None), at(20, 0.3, 0.55, 0.4), at(30, 0.35, 0.6, 0.45)])
     assert fired(history) == [(30, "data_mix:shortfall")]
-    alert = Alert.from_dict(history[-1]["alerts"][0])
+    alert = history[-1].alerts[0]
     assert alert.groups == ("add", "chain")
     assert "add at 0.35, target 0.6; chain at 0.45, target 0.5" in alert.text
     assert "while sort (0.6 >= 0.5) is on track" in alert.text
@@ -257,7 +260,7 @@ def train(setting: tuple[Any, ExpertSet], out: Path, schedule: Any, rules: Seque
     monitor and what the on_alert hook received."""
     from transformers import Trainer, TrainingArguments
 
-    from evalcast.integrations.transformers import EvalcastCallback
+    from evalcast.callbacks.transformers import TransformersCallback
     from evalcast.toy import tiny_gpt2
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -275,7 +278,7 @@ def train(setting: tuple[Any, ExpertSet], out: Path, schedule: Any, rules: Seque
                              save_only_model=True, logging_steps=10, report_to=[], use_cpu=True, seed=0,
                              disable_tqdm=True, dataloader_num_workers=0)
     trainer = Trainer(model=model, args=args, train_dataset=MixStream(tok, schedule, 16), optimizers=optimizers,
-                      callbacks=[EvalcastCallback(monitor, log_to_trainer="none")])
+                      callbacks=[TransformersCallback(monitor, log_to_trainer="none")])
     trainer.train()
     return trainer, monitor, received
 
@@ -295,8 +298,8 @@ def test_dropping_a_domain_midway_raises_a_data_mix_alert_naming_it(setting, tmp
     assert first.groups == ("domain/list",) and 60 < first.step <= 90  # within 3 saves of the drop
     assert max(first.suggestion, key=first.suggestion.get) == "domain/list"
     assert "domain/list nll rose from its best" in first.text and "consider raising its weight" in first.text
-    stored = [a for r in monitor.history() for a in r.get("alerts", ()) if a["kind"] == "data_mix"]
-    assert Alert.from_dict(stored[0]) == first  # the run directory keeps what the hook received
+    stored = [a for r in monitor.history() for a in r.alerts if a.kind == "data_mix"]
+    assert stored[0] == first  # the run directory keeps what the hook received
 
 
 def test_a_healthy_run_raises_nothing(setting, tmp_path: Path) -> None:
@@ -304,8 +307,8 @@ def test_a_healthy_run_raises_nothing(setting, tmp_path: Path) -> None:
 
     trainer, monitor, received = train(setting, tmp_path, MixSchedule.constant(TASKS), mix_rules(), max_steps=100)
     history = monitor.history()
-    assert trainer.state.global_step == 100 and [r["step"] for r in history] == list(range(10, 101, 10))
-    assert received == [] and all(r["alerts"] == [] for r in history)
+    assert trainer.state.global_step == 100 and [r.step for r in history] == list(range(10, 101, 10))
+    assert received == [] and all(r.alerts == () for r in history)
 
 
 def test_a_plateau_stops_the_hf_trainer_early(setting, tmp_path: Path) -> None:
@@ -317,5 +320,5 @@ def test_a_plateau_stops_the_hf_trainer_early(setting, tmp_path: Path) -> None:
     assert [(a.rule, a.step, a.stop_training) for a in received] == [("plateau:all/nll", 70, True)]
     assert trainer.state.global_step == 70  # stopped at the save that raised it, not at max_steps
     history = monitor.history()
-    assert history[-1]["step"] == 70 and history[-1]["alerts"][0]["stop_training"]
+    assert history[-1].step == 70 and history[-1].alerts[0].stop_training
     assert "improved by less than min_delta 0.001 over 2 checkpoints" in received[0].text

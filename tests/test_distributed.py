@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evalcast import ExpertSet, Monitor, RunStore
+from evalcast import ExpertSet, Monitor
+from evalcast.runs import RunStore
 from evalcast.toy import tiny_gpt2
 from tests.conftest import arithmetic_records
 
@@ -28,7 +29,8 @@ def free_port() -> int:
 
 
 def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPTS.parents[1])}
+    repo = SCRIPTS.parents[1]  # this checkout's evalcast (not an installed one), and its tests package
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
     if torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(free_port()), str(SCRIPTS / script), str(out), *args]
@@ -63,11 +65,11 @@ def test_hf_trainer_under_torchrun(tmp_path, tok):
     assert rank0["world"] == 2
     assert rank0["plain"] == rank0["watched"] and len(rank0["plain"]) == 8
     records = RunStore(tmp_path / "run").history()
-    assert [r["step"] for r in records] == [4, 8]
+    assert [r.step for r in records] == [4, 8]
     state = load_file(str(tmp_path / "watched" / "checkpoint-8" / "model.safetensors"))
     state["lm_head.weight"] = state["transformer.wte.weight"]
     single = single_process_metrics(tmp_path / "cache", tok, state, tmp_path)
-    assert_close_metrics(records[-1]["metrics"], single)
+    assert_close_metrics(records[-1].metrics, single)
     assert rank1["decisions"] == rank0["decisions"] == {"4": True, "8": True}
 
 
@@ -77,9 +79,9 @@ def test_fsdp2_loop_under_torchrun(tmp_path, tok):
     assert rank0["plain"] == rank0["watched"] and rank1["plain"] == rank1["watched"]
     assert rank0["decisions"] == rank1["decisions"] == {"3": True, "6": True}
     records = RunStore(tmp_path / "run").history()
-    assert [r["step"] for r in records] == [3, 6]
+    assert [r.step for r in records] == [3, 6]
     state = torch.load(tmp_path / "fsdp_state.pt")
-    assert_close_metrics(records[-1]["metrics"], single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+    assert_close_metrics(records[-1].metrics, single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
 
 
 def test_fault_on_one_rank_and_a_stalled_rank_skip_on_every_rank(tmp_path):
@@ -91,7 +93,7 @@ def test_fault_on_one_rank_and_a_stalled_rank_skip_on_every_rank(tmp_path):
     assert "injected failure on rank 1" in rank0["outcomes"]["2"][1] == rank1["outcomes"]["2"][1]
     assert "rank 1: no result within 3 s" in rank0["outcomes"]["4"][1]
     records = RunStore(tmp_path / "run").history()
-    assert [(r["step"], r["status"]) for r in records] == [(2, "skipped"), (4, "skipped"), (6, "ok")]
+    assert [(r.step, r.status) for r in records] == [(2, "skipped"), (4, "skipped"), (6, "ok")]
 
 
 def test_lightning_ddp(tmp_path, tok):
@@ -103,10 +105,10 @@ def test_lightning_ddp(tmp_path, tok):
         assert watched["world"] == 2 and plain["losses"] == watched["losses"] and len(plain["losses"]) == 8
         assert watched["decisions"] == {"4": True, "8": True}
     records = RunStore(tmp_path / "run").history()
-    assert [r["step"] for r in records] == [4, 8]
+    assert [r.step for r in records] == [4, 8]
     checkpoint = torch.load(sorted((tmp_path / "ckpt").glob("*step=8*.ckpt"))[0], weights_only=False)
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-    assert_close_metrics(records[-1]["metrics"], single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+    assert_close_metrics(records[-1].metrics, single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
 
 
 def test_accelerate_example_under_torchrun(tmp_path):
@@ -116,5 +118,5 @@ def test_accelerate_example_under_torchrun(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-6000:]
     records = RunStore(tmp_path / "evalcast").history()
-    assert [(r["step"], r["status"]) for r in records] == [(20, "ok"), (40, "ok")]
-    assert "anchor" in records[0] and records[0]["metrics"]["evalcast/cost/tokens_scored"] > 0
+    assert [(r.step, r.status) for r in records] == [(20, "ok"), (40, "ok")]
+    assert records[0].anchor is not None and records[0].metrics["evalcast/cost/tokens_scored"] > 0

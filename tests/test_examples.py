@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evalcast.monitor.run_store import RunStore
+from evalcast.runs import RunStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -23,14 +23,14 @@ def _run(script: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]
 def test_lightning_example_evaluates_every_checkpoint_and_writes_a_report(tmp_path):
     done = _run("lightning_module.py", tmp_path, "--steps", "60")
     records = RunStore(tmp_path / "evalcast").history()
-    assert [(r["step"], r["status"]) for r in records] == [(20, "ok"), (40, "ok"), (60, "ok")]
-    assert "anchor" in records[0] and "anchor" not in records[1]  # anchors every 3rd save
+    assert [(r.step, r.status) for r in records] == [(20, "ok"), (40, "ok"), (60, "ok")]
+    assert records[0].anchor is not None and records[1].anchor is None  # anchors every 3rd save
     assert (tmp_path / "evalcast" / "report" / "report.html").exists() and "report:" in done.stdout
 
 
 def test_hf_trainer_example_evaluates_every_checkpoint_and_writes_a_report(tmp_path):
     done = _run("hf_trainer.py", tmp_path, "--steps", "40")
     records = RunStore(tmp_path / "evalcast").history()
-    assert [(r["step"], r["status"]) for r in records] == [(20, "ok"), (40, "ok")]
-    assert records[-1]["metrics"]["evalcast/all/nll"] < records[0]["metrics"]["evalcast/all/nll"]
+    assert [(r.step, r.status) for r in records] == [(20, "ok"), (40, "ok")]
+    assert records[-1].metrics["evalcast/all/nll"] < records[0].metrics["evalcast/all/nll"]
     assert (tmp_path / "evalcast" / "report" / "report.html").exists() and "report:" in done.stdout

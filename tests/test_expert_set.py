@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tokenizers import processors
 
-from evalcast.data import EXPERT, NEGATIVE, ExpertRecord, ExpertSet, ExpertSetError, PromptFormat, TokenizeSettings
+from evalcast.data import EXPERT, NEGATIVE, ExpertRecord, ExpertSet, ExpertSetError, PromptConfig, TokenizeConfig
 from evalcast.data.batching import plan_batches
 from evalcast.toy import char_tokenizer
 from tests.conftest import arithmetic_records
@@ -41,8 +41,8 @@ def test_bos_from_the_tokenizer_policy_and_chat_template(cache_dir):
     plain = char_tokenizer()
     plain.chat_template = "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}\n{% endfor %}" \
                           "{% if add_generation_prompt %}[assistant]{% endif %}"
-    fmt = TokenizeSettings(prompt_format=PromptFormat(chat_template=True))
-    es = ExpertSet([ExpertRecord(prompt="1+1?", solution="2")], plain, settings=fmt, cache_dir=cache_dir,
+    fmt = TokenizeConfig(prompt_format=PromptConfig(chat_template=True))
+    es = ExpertSet([ExpertRecord(prompt="1+1?", solution="2")], plain, config=fmt, cache_dir=cache_dir,
                    progress=False)
     seq = es.table.sequence(0)
     assert plain.decode(seq[:es.table.solution_start[0]]) == "[user]1+1?\n[assistant]"
@@ -50,13 +50,13 @@ def test_bos_from_the_tokenizer_policy_and_chat_template(cache_dir):
 
 def test_overlong_rows_truncate_skip_or_error(tok, cache_dir):
     rows = [ExpertRecord(prompt="q", solution="x" * 50, id="long"), ExpertRecord(prompt="q", solution="ok", id="short")]
-    truncated = ExpertSet(rows, tok, settings=TokenizeSettings(max_length=20), cache_dir=cache_dir, progress=False)
+    truncated = ExpertSet(rows, tok, config=TokenizeConfig(max_length=20), cache_dir=cache_dir, progress=False)
     assert truncated.report.truncated == 1 and truncated.table.lengths.max() == 20
-    skipped = ExpertSet(rows, tok, settings=TokenizeSettings(max_length=20, overlong="skip"), cache_dir=cache_dir,
+    skipped = ExpertSet(rows, tok, config=TokenizeConfig(max_length=20, overlong="skip"), cache_dir=cache_dir,
                         progress=False)
     assert skipped.table.n_seq == 1 and len(skipped.report.skipped) == 1 and "long" in skipped.report.skipped[0]
     with pytest.raises(ExpertSetError, match=r"'long'.*max_length=20"):
-        ExpertSet(rows, tok, settings=TokenizeSettings(max_length=20, overlong="error"), cache_dir=cache_dir,
+        ExpertSet(rows, tok, config=TokenizeConfig(max_length=20, overlong="error"), cache_dir=cache_dir,
                   progress=False)
 
 
@@ -67,7 +67,7 @@ def test_cache_is_reused_and_keyed_by_settings_and_tokenizer(tok, cache_dir):
     assert np.array_equal(first.table.ids, again.table.ids)
     for name in first.weighting_names:
         assert np.array_equal(first.table.weights[name], again.table.weights[name])
-    other_settings = ExpertSet(arithmetic_records(), tok, settings=TokenizeSettings(score_eos=False),
+    other_settings = ExpertSet(arithmetic_records(), tok, config=TokenizeConfig(score_eos=False),
                                cache_dir=cache_dir, progress=False)
     assert other_settings.fingerprint != first.fingerprint and not other_settings.report.from_cache
     other_tok = ExpertSet(arithmetic_records(), char_tokenizer("0123456789+-=?\n#abcdefghijklmnopqrstuvwxyz "),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evalcast.data import EXPERT
-from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
+from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
 from evalcast.stats.features import FeatureTap, decoder_blocks, default_layers
 from evalcast.toy import tiny_gpt2, tiny_llama
 
@@ -36,7 +36,7 @@ def test_features_equal_prompt_prefill(tok, experts, build):
     rows = np.flatnonzero(table.kind == EXPERT)[::3]
     tap = FeatureTap(rows=rows, capture_tokens=True, project_dim=16)
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(table.lengths.max()))
-    stats = StatsTap(experts, head, StatSpec(), torch.device("cpu"))
+    stats = StatsTap(experts, head, StatsConfig(), torch.device("cpu"))
     with torch.no_grad():
         run_forward(model, experts, experts.batches(max_tokens=128, pad_multiple=8), stats, [tap],
                     device=torch.device("cpu"))

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from tokenizers.processors import TemplateProcessing
 
-from evalcast.data.formatting import PromptFormat
+from evalcast.data.formatting import PromptConfig
 from evalcast.data.records import ExpertRecord, load_records
 from evalcast.generate import (
     DecodeConfig,
@@ -33,7 +33,7 @@ from evalcast.toy import char_tokenizer, tiny_gpt2, tiny_llama
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PROMPTS = ["a", "what is 12+7?", "1+1=2. 3+4=", "the quick brown fox", "zz"]
-FMT = PromptFormat(separator="")
+FMT = PromptConfig(separator="")
 
 
 def _cfg(**kwargs) -> DecodeConfig:
@@ -150,8 +150,8 @@ def test_special_tokens_follow_the_tokenizer_unless_a_chat_template_renders_the_
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single="<eos> $A", special_tokens=[("<eos>", tokenizer.eos_token_id)])
     plain = tokenizer("ab", add_special_tokens=False)["input_ids"]
-    assert encode_prompt(tokenizer, "ab", PromptFormat()) == [tokenizer.eos_token_id, *plain]
-    assert encode_prompt(tokenizer, "ab", PromptFormat(chat_template=True)) == plain
+    assert encode_prompt(tokenizer, "ab", PromptConfig()) == [tokenizer.eos_token_id, *plain]
+    assert encode_prompt(tokenizer, "ab", PromptConfig(chat_template=True)) == plain
 
 
 def test_synced_gpus_is_passed_through_to_generate(lm, tok, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 from evalcast import Monitor, MonitorConfig
-from evalcast.integrations.transformers import EvalcastCallback
+from evalcast.callbacks.transformers import TransformersCallback
 from evalcast.toy import tiny_gpt2
 from tests.hf_utils import losses, make_trainer
 
@@ -37,8 +38,9 @@ def test_training_is_bit_identical_with_the_callback(tok, experts, tmp_path):
     plain.train()
     after_plain = rng_fingerprint()
     monitor = Monitor(experts, config=MonitorConfig(progress=True))
-    callback = EvalcastCallback(monitor)
+    callback = TransformersCallback(monitor)
     watched = make_trainer(fresh_model(tok), tok, tmp_path / "watched", callbacks=[callback])
+    callback.bind(watched)
     watched.train()
     assert rng_fingerprint() == after_plain
     assert losses(watched) == losses(plain) and len(losses(plain)) == 12
@@ -46,25 +48,39 @@ def test_training_is_bit_identical_with_the_callback(tok, experts, tmp_path):
         assert torch.equal(a, b), name
     assert watched.model.training == plain.model.training
     # metrics reached the Trainer's log stream and the run directory under <output_dir>/evalcast
-    assert callback.trainer is watched
     logged = [h for h in watched.state.log_history if "evalcast/all/nll" in h]
     assert [h["step"] for h in logged] == [4, 8, 12]
     assert monitor.run_dir == tmp_path / "watched" / "evalcast"
     history = monitor.history()
-    assert [r["step"] for r in history] == [4, 8, 12]
-    assert history[0]["metrics"]["evalcast/all/nll"] > history[-1]["metrics"]["evalcast/all/nll"]
-    assert history[-1]["train"]["loss"] == losses(plain)[-1]
+    assert [r.step for r in history] == [4, 8, 12]
+    assert history[0].metrics["evalcast/all/nll"] > history[-1].metrics["evalcast/all/nll"]
+    assert history[-1].train["loss"] == losses(plain)[-1]
     assert monitor.budget.max_steps == 12 and len(monitor.budget.lr) == 13
 
 
 def test_every_n_steps_and_log_filter(tok, experts, tmp_path):
     monitor = Monitor(experts, run_dir=tmp_path / "run")
-    callback = EvalcastCallback(monitor, every_n_steps=3, log_to_trainer="all")
-    trainer = make_trainer(fresh_model(tok), tok, tmp_path / "out", callbacks=[callback], save_steps=100)
+    trainer = make_trainer(fresh_model(tok), tok, tmp_path / "out", save_steps=100)
+    trainer.add_callback(TransformersCallback(monitor, every_n_steps=3, log_to_trainer="all", trainer=trainer))
     trainer.train()
-    assert [r["step"] for r in monitor.history()] == [3, 6, 9, 12]
+    assert [r.step for r in monitor.history()] == [3, 6, 9, 12]
     logged = [h for h in trainer.state.log_history if "evalcast/all/nll" in h]
     assert "evalcast/domain/math/add/nll.rarity" in logged[0]
+
+
+def test_an_unbound_callback_evaluates_and_says_what_it_leaves_out(tok, experts, tmp_path, caplog):
+    """HF never hands callbacks their Trainer: unbound, the run directory fills as usual, and the user is
+    told that the report_to runs and trainer.log are left out (and how to bind)."""
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    trainer = make_trainer(fresh_model(tok), tok, tmp_path / "out", callbacks=[TransformersCallback(monitor)],
+                           report_to=["tensorboard"])
+    with caplog.at_level(logging.WARNING, logger="evalcast"):
+        trainer.train()
+    assert [r.step for r in monitor.history()] == [4, 8, 12]
+    assert not [h for h in trainer.state.log_history if "evalcast/all/nll" in h]
+    assert "not to report_to=['tensorboard'] nor trainer.log" in caplog.text and "callback.bind(trainer)" in caplog.text
+    with pytest.raises(ValueError, match="every_n_steps=0"):
+        TransformersCallback(monitor, every_n_steps=0)
 
 
 def test_an_evalcast_error_skips_the_save_and_training_goes_on(tok, experts, tmp_path):
@@ -72,13 +88,13 @@ def test_an_evalcast_error_skips_the_save_and_training_goes_on(tok, experts, tmp
     handle = model.transformer.h[0].register_forward_pre_hook(
         lambda module, args: (_ for _ in ()).throw(ValueError("hook failure")) if not module.training else None)
     monitor = Monitor(experts, run_dir=tmp_path / "run")
-    trainer = make_trainer(model, tok, tmp_path / "out", callbacks=[EvalcastCallback(monitor)])
+    trainer = make_trainer(model, tok, tmp_path / "out", callbacks=[TransformersCallback(monitor)])
     trainer.train()
     assert trainer.state.global_step == 12
-    assert [(r["step"], r["status"]) for r in monitor.history()] == [(4, "skipped"), (8, "skipped"), (12, "skipped")]
-    assert "hook failure" in monitor.history()[0]["reason"]
+    assert [(r.step, r.status) for r in monitor.history()] == [(4, "skipped"), (8, "skipped"), (12, "skipped")]
+    assert "hook failure" in monitor.history()[0].reason
     strict = Monitor(experts, run_dir=tmp_path / "strict", config=MonitorConfig(strict=True))
-    trainer = make_trainer(model, tok, tmp_path / "out2", callbacks=[EvalcastCallback(strict)])
+    trainer = make_trainer(model, tok, tmp_path / "out2", callbacks=[TransformersCallback(strict)])
     with pytest.raises(ValueError, match="hook failure"):
         trainer.train()
     handle.remove()
@@ -86,23 +102,23 @@ def test_an_evalcast_error_skips_the_save_and_training_goes_on(tok, experts, tmp
 
 def test_resume_continues_the_history_without_duplicates(tok, experts, tmp_path):
     reference = Monitor(experts, run_dir=tmp_path / "reference")
-    make_trainer(fresh_model(tok), tok, tmp_path / "ref_out", callbacks=[EvalcastCallback(reference)]).train()
+    make_trainer(fresh_model(tok), tok, tmp_path / "ref_out", callbacks=[TransformersCallback(reference)]).train()
 
     out = tmp_path / "out"
     first = Monitor(experts)
-    make_trainer(fresh_model(tok), tok, out, callbacks=[EvalcastCallback(first), StopAt(10)]).train()
-    assert [r["step"] for r in first.history()] == [4, 8]
+    make_trainer(fresh_model(tok), tok, out, callbacks=[TransformersCallback(first), StopAt(10)]).train()
+    assert [r.step for r in first.history()] == [4, 8]
     # the process dies; a new one resumes from checkpoint-8 with a new monitor on the same run dir
     resumed = Monitor(experts)
-    trainer = make_trainer(fresh_model(tok), tok, out, callbacks=[EvalcastCallback(resumed)])
+    trainer = make_trainer(fresh_model(tok), tok, out, callbacks=[TransformersCallback(resumed)])
     trainer.train(resume_from_checkpoint=str(out / "checkpoint-8"))
     history, expected = resumed.history(), reference.history()
-    assert [r["step"] for r in history] == [4, 8, 12]
+    assert [r.step for r in history] == [4, 8, 12]
     for got, want in zip(history, expected):
-        assert got["metrics"]["evalcast/all/nll"] == pytest.approx(want["metrics"]["evalcast/all/nll"], rel=1e-6)
+        assert got.metrics["evalcast/all/nll"] == pytest.approx(want.metrics["evalcast/all/nll"], rel=1e-6)
     # resuming once more from checkpoint-8 replaces step 12 instead of duplicating it
     again = Monitor(experts)
-    make_trainer(fresh_model(tok), tok, out, callbacks=[EvalcastCallback(again)]).train(
+    make_trainer(fresh_model(tok), tok, out, callbacks=[TransformersCallback(again)]).train(
         resume_from_checkpoint=str(out / "checkpoint-8"))
-    assert [r["step"] for r in again.history()] == [4, 8, 12]
-    assert [r["session"] for r in again.history()] == [first.session, first.session, again.session]
+    assert [r.step for r in again.history()] == [4, 8, 12]
+    assert [r.session for r in again.history()] == [first.session, first.session, again.session]

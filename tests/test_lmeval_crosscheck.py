@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evalcast.data.formatting import PromptFormat
+from evalcast.data.formatting import PromptConfig
 from evalcast.data.records import ExpertRecord
 from evalcast.generate import DecodeConfig, ExactMatchScorer, evaluate_generative
 from evalcast.toy import char_tokenizer, tiny_gpt2
@@ -105,7 +105,7 @@ def test_greedy_exact_match_equals_lm_eval(saved_model, tmp_path: Path, monkeypa
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = DecodeConfig(greedy=True, max_new_tokens=MAX_GEN_TOKS, stop=(".",), batch_size=8,
-                          prompt_format=PromptFormat(separator=""), progress=False)
+                          prompt_format=PromptConfig(separator=""), progress=False)
     # lm-eval's exact_match: the whole (stop-truncated) completion against the target, ignore_case only
     scorer = ExactMatchScorer(patterns=(), strip=False, ignore_case=True, remove_commas=False, strip_period=False)
     ours = evaluate_generative(model, tokenizer, records, config=config, scorer=scorer)

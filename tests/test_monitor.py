@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from evalcast import ExpertRecord, ExpertSet, Monitor, MonitorConfig, RunStore
-from evalcast.monitor import EvaluationSkipped, TrainingContext, isolated
+from evalcast import ExpertRecord, ExpertSet, Monitor, MonitorConfig
+from evalcast.monitor import Decision, Evaluation, EvaluationSkipped, TrainingContext
 from evalcast.monitor.local import LocalPlan, run_local
 from evalcast.monitor.merging import checkpoint_metrics, merge
 from evalcast.proxy import metric_name
+from evalcast.runs import Record, RunStore
 from evalcast.stats import ModelMismatchError, check_compatible
+from evalcast.stats.isolation import isolated
 from evalcast.toy import char_tokenizer, tiny_gpt2
+from evalcast.trackers import Tracker
 from tests.test_token_stats import naive_statistics
 
 
@@ -73,7 +76,7 @@ def test_group_metrics_equal_naive_averages_and_shards_merge_exactly(model, expe
     # Shards scored separately (as ranks do) and merged give the same sums: per-rank means are never averaged.
     monitor = Monitor(experts, run_dir=tmp_path / "two")
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(experts.table.lengths.max()))
-    plan = LocalPlan(probe_rows=None, capture_tokens=False, anchor=None)
+    plan = LocalPlan(question_rows=None, capture_tokens=False, anchor=None)
     with isolated(model):
         shards = [run_local(model, experts, head, MonitorConfig(), plan, TrainingContext(step=1), rank, 3)
                   for rank in range(3)]
@@ -106,7 +109,7 @@ def test_errors_skip_the_save_with_a_reason_and_strict_reraises(model, experts, 
         evaluation = monitor.evaluate(model, 5)
     assert not evaluation.ok and "RuntimeError: boom in a hook" in evaluation.decision.reason
     assert "Traceback" in caplog.text and "boom in a hook" in caplog.text
-    assert monitor.history()[-1] == {**monitor.history()[-1], "step": 5, "status": "skipped"}
+    assert (monitor.history()[-1].step, monitor.history()[-1].status) == (5, "skipped")
     strict = Monitor(experts, run_dir=tmp_path / "strict", config=MonitorConfig(strict=True))
     with pytest.raises(RuntimeError, match="boom in a hook"):
         strict.evaluate(model, 5)
@@ -129,22 +132,22 @@ def test_tokenizer_and_model_mismatches_are_explained(experts, tmp_path):
 def test_run_store_appends_replaces_and_rewinds(tmp_path):
     store = RunStore(tmp_path)
     for step in (10, 20, 30):
-        store.append({"step": step, "value": step})
-    store.append({"step": 20, "value": "again"})
-    assert [(r["step"], r["value"]) for r in store.history()] == [(10, 10), (20, "again"), (30, 30)]
+        store.append(Record(step=step, metrics={"value": float(step)}))
+    store.append(Record(step=20, metrics={"value": -1.0}))
+    assert [(r.step, r.metrics["value"]) for r in store.history()] == [(10, 10.0), (20, -1.0), (30, 30.0)]
     store.rewind(20)
-    assert [r["step"] for r in store.history()] == [10, 20]
-    store.append({"step": 40, "value": 40})
+    assert [r.step for r in store.history()] == [10, 20]
+    store.append(Record(step=40))
     with open(tmp_path / "history.jsonl", "a") as fh:
         fh.write('{"step": 50, "val')  # torn write from a crash
-    assert [r["step"] for r in RunStore(tmp_path).history()] == [10, 20, 40]
+    assert [r.step for r in RunStore(tmp_path).history()] == [10, 20, 40]
 
 
 def test_monitor_reopens_its_run_and_refuses_another_expert_set(model, experts, tmp_path, tok, cache_dir):
     Monitor(experts, run_dir=tmp_path).evaluate(model, 1)
     again = Monitor(experts, run_dir=tmp_path)
     again.evaluate(model, 2)
-    assert [r["step"] for r in again.history()] == [1, 2]
+    assert [r.step for r in again.history()] == [1, 2]
     assert again.store.load_arrays(2, "examples")["stats"].shape == (experts.n_expert, len(StatNames()))
     other = ExpertSet([ExpertRecord(prompt="a", solution="b")], tok, cache_dir=cache_dir, progress=False)
     with pytest.raises(ValueError, match="another expert set"):
@@ -160,11 +163,48 @@ def test_same_step_twice_is_evaluated_once(model, experts, tmp_path):
 
 def test_strict_skip_without_exception_raises_evaluation_skipped(model, experts, tmp_path):
     monitor = Monitor(experts, run_dir=tmp_path, config=MonitorConfig(strict=True))
-    monitor._conclude = lambda *a: __import__("evalcast").Evaluation(  # a rank-0 failure after the pass
-        __import__("evalcast").monitor.Decision(ok=False, reason="rank 1: no result"))
+    monitor._conclude = lambda *a: Evaluation(Decision(ok=False, reason="rank 1: no result"))  # rank 0 fails
     with pytest.raises(EvaluationSkipped, match="rank 1: no result"):
         monitor.evaluate(model, 1)
 
 
 def StatNames():
     return MonitorConfig().stats.names
+
+
+def test_a_plain_loop_that_gives_its_budget_gets_forecasts(model, experts, tmp_path):
+    """``monitor.step(..., max_steps=N)`` sets the forecast horizon; without it the forecasts say why not."""
+    blind = Monitor(experts, run_dir=tmp_path / "blind").step(model, step=10, every=10)
+    assert blind is not None and blind.record.forecasts["all"].reason == "no_budget"
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    evaluation = monitor.step(model, step=10, every=10, max_steps=100, tokens_seen=1000)
+    assert monitor.budget.max_steps == 100
+    assert evaluation is not None and evaluation.record.forecasts["all"].reason not in ("no_budget", "")
+    with pytest.raises(ValueError, match="every=0"):
+        monitor.step(model, step=10, every=0)
+
+
+class Recording(Tracker):
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def log(self, metrics, *, step: int) -> None:
+        self.steps.append(step)
+
+
+class Broken(Tracker):
+    def log(self, metrics, *, step: int) -> None:
+        raise ConnectionError("tracker server down")
+
+
+def test_a_failing_tracker_does_not_stop_the_others_and_strict_reraises(model, experts, tmp_path, caplog):
+    first, last = Recording(), Recording()
+    monitor = Monitor(experts, run_dir=tmp_path / "a", trackers=[first, Broken(), last], forecast=None)
+    with caplog.at_level(logging.ERROR, logger="evalcast"):
+        assert monitor.evaluate(model, 1).ok
+    assert first.steps == last.steps == [1] and [r.step for r in monitor.history()] == [1]
+    assert "tracker server down" in caplog.text and "Traceback" in caplog.text
+    strict = Monitor(experts, run_dir=tmp_path / "b", trackers=[Broken()], config=MonitorConfig(strict=True),
+                     forecast=None)
+    with pytest.raises(ConnectionError, match="tracker server down"):
+        strict.evaluate(model, 1)

@@ -12,7 +12,6 @@ import torch
 
 from evalcast.data import EXPERT, ExpertSet
 from evalcast.generate import DecodeConfig, evaluate_generative
-from evalcast.monitor.run_store import RunStore
 from evalcast.probe import (
     NetConfig,
     ProbeConfig,
@@ -26,7 +25,8 @@ from evalcast.probe import (
     score_by_task,
 )
 from evalcast.probe.nets import AttentionPool, _initialise
-from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
+from evalcast.runs import RunStore
+from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
 from evalcast.stats.features import CheckpointFeatures, FeatureTap
 from evalcast.tasks import get_task, training_text
 from evalcast.toy import TextDataset, tiny_gpt2
@@ -321,7 +321,7 @@ def test_probe_on_a_real_model_beats_chance_on_held_out_questions(tok, tmp_path)
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(table.lengths.max()))
     with torch.no_grad():
         run_forward(model, experts, experts.batches(max_tokens=2048, pad_multiple=8),
-                    StatsTap(experts, head, StatSpec(), torch.device("cpu")), [tap], device=torch.device("cpu"))
+                    StatsTap(experts, head, StatsConfig(), torch.device("cpu")), [tap], device=torch.device("cpu"))
     slots, last, mean, _ = tap.collect()
     ids = [experts.records[table.record_index[rows[s]]].id for s in slots]
     features = CheckpointFeatures(ids, tap.layers, last, mean)

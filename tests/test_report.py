@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from evalcast import AnchorConfig, ExpertSet, Monitor, MonitorConfig, RunStore
+from evalcast import AnchorConfig, ExpertSet, Monitor, MonitorConfig
 from evalcast.alerts import TargetReached
 from evalcast.cli.main import main
 from evalcast.report import plot_proxies, write_report
+from evalcast.runs import Record, RunStore
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
@@ -71,7 +72,7 @@ def simulated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (recorded as the monitor records them)."""
     from evalcast.forecast import ClusterConfig, ForecastConfig, forecast_task
     from evalcast.forecast.simulate import SimSpec, simulate_run
-    from evalcast.monitor.forecasting import forecast_metrics
+    from evalcast.monitor.forecast_step import forecast_metrics
 
     run = simulate_run(SimSpec(schedule="constant", seed=11, n_checkpoints=16))
     ck = run.inputs.checkpoints
@@ -84,11 +85,11 @@ def simulated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         "evalcast/cost/forward_seconds": 1.0})
         if i in anchors:
             metrics["evalcast/all/pass@1_anchor"] = anchors[i]
-        record = {"step": int(step), "tokens_seen": int(x), "time": 1.7e9 + 60 * i, "status": "ok", "metrics": metrics}
+        record = Record(step=int(step), tokens_seen=int(x), time=1.7e9 + 60 * i, metrics=metrics)
         if i % 3 == 2:
             forecast = forecast_task(replace(run.at(float(x / ck.x_end)), name="all"), config)
             metrics.update(forecast_metrics("all", forecast))
-            record["forecasts"] = {"all": forecast.to_dict()}
+            record.forecasts = {"all": forecast}
         store.append(record)
     return store.path
 
@@ -120,7 +121,7 @@ def test_report_of_a_real_run_is_self_contained(real_run: Path, tmp_path: Path) 
     import matplotlib.pyplot as plt
 
     history = RunStore(real_run).history()
-    assert [r["status"] for r in history].count("skipped") == 1 and any(r.get("alerts") for r in history)
+    assert [r.status for r in history].count("skipped") == 1 and any(r.alerts for r in history)
     path = write_report(real_run)
     assert path == real_run / "report" / "report.html"
     html = path.read_text(encoding="utf-8")
@@ -147,9 +148,9 @@ def test_report_of_published_forecasts(simulated_run: Path, tmp_path: Path) -> N
             "cost.png"} <= names
     assert "The expert set has no domains" in html and "No alert was raised" in html
     history = RunStore(simulated_run).history()
-    published = [r for r in history if r["metrics"].get("evalcast/all/forecast_status") == 1.0]
+    published = [r for r in history if r.value("all", "forecast_status") == 1.0]
     assert published, "the simulated run publishes forecasts"
-    last = published[-1]["metrics"]
+    last = published[-1].metrics
     assert f"{last['evalcast/all/forecast_final']:.3f} (80%: {last['evalcast/all/forecast_lo80']:.3f}" in html
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from evalcast.stats import StatSpec, StatsTap, check_compatible, run_forward
+from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
 from evalcast.stats.token_stats import token_statistics
 from evalcast.toy import tiny_gpt2, tiny_llama
 
@@ -59,11 +59,11 @@ def naive_statistics(model, experts, autocast_dtype=None) -> np.ndarray:
                                 output_weight(model, experts), scored_targets(experts))
 
 
-def fast_statistics(model, experts, spec=StatSpec(), autocast_dtype=None) -> np.ndarray:
+def fast_statistics(model, experts, spec=StatsConfig(), autocast_dtype=None) -> np.ndarray:
     return fast_statistics_and_hidden(model, experts, spec, autocast_dtype)[0]
 
 
-def fast_statistics_and_hidden(model, experts, spec=StatSpec(), autocast_dtype=None) -> tuple[np.ndarray, torch.Tensor]:
+def fast_statistics_and_hidden(model, experts, spec=StatsConfig(), autocast_dtype=None) -> tuple[np.ndarray, torch.Tensor]:
     """evalcast's per-token statistics (padded batches) and, for each scored token, the final hidden state the
     output layer received in that very pass (read by a hook registered before evalcast's own)."""
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(experts.table.lengths.max()))
@@ -96,7 +96,7 @@ def test_matches_naive_reference(tok, experts, build):
     model = build(tok).eval()
     with torch.no_grad():  # sharpen the distribution so ranks and top-k are not all trivial
         model.get_output_embeddings().weight.mul_(8)
-    fast = fast_statistics(model, experts, StatSpec(chunk_elements=7 * len(tok)))  # 7 positions per chunk
+    fast = fast_statistics(model, experts, StatsConfig(chunk_elements=7 * len(tok)))  # 7 positions per chunk
     np.testing.assert_allclose(fast, naive_statistics(model, experts), rtol=1e-4, atol=2e-5)
     assert 0 < fast[:, 3].mean() < 1  # top-1 neither always nor never
 
@@ -202,8 +202,8 @@ def test_logit_transform_and_single_chunk_equivalence():
     torch.manual_seed(0)
     hidden, weight = torch.randn(50, 16), torch.randn(40, 16)
     targets = torch.randint(0, 40, (50,))
-    whole = token_statistics(hidden, weight, None, targets, StatSpec(chunk_elements=10**9))
-    chunked = token_statistics(hidden, weight, None, targets, StatSpec(chunk_elements=40 * 3))
+    whole = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=10**9))
+    chunked = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=40 * 3))
     torch.testing.assert_close(whole, chunked)
     capped = token_statistics(hidden, weight, None, targets, transform=lambda z: torch.tanh(z / 2) * 2)
     log_p = torch.log_softmax(torch.tanh(hidden @ weight.T / 2) * 2, -1)
@@ -212,4 +212,4 @@ def test_logit_transform_and_single_chunk_equivalence():
 
 def test_topk_must_include_one():
     with pytest.raises(ValueError, match="including 1"):
-        StatSpec(topk=(5, 10))
+        StatsConfig(topk=(5, 10))

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from evalcast import ExpertSet, ForecastSettings, Monitor, MonitorConfig
+from evalcast import ExpertSet, ForecastConfig, Monitor, MonitorConfig
 from evalcast.alerts import TargetReached
-from evalcast.forecast import ForecastConfig
-from evalcast.monitor.forecasting import FORECAST_COLUMNS
+from evalcast.monitor.forecast_step import FORECAST_COLUMNS
 from tests.readback import mlflow_history, mlflow_runs, read_wandb_run, tb_images, tb_scalars, tb_text, wandb_run_dirs
 
 
@@ -49,8 +48,8 @@ def test_hf_trainer_with_wandb_tensorboard_and_mlflow(trackers_env: Path, tmp_pa
     from transformers import Trainer, TrainingArguments
 
     from evalcast import AnchorConfig
+    from evalcast.callbacks.transformers import TransformersCallback
     from evalcast.generate import DecodeConfig
-    from evalcast.integrations.transformers import EvalcastCallback
     from evalcast.report import write_report
     from evalcast.tasks import CHARSET, get_task, training_texts
     from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
@@ -60,7 +59,7 @@ def test_hf_trainer_with_wandb_tensorboard_and_mlflow(trackers_env: Path, tmp_pa
     records = [r for t in mix for r in get_task(t).sample(24, seed=0, difficulties=(1,))]
     experts = ExpertSet(records, tok, cache_dir=tmp_path / "cache", progress=False)
     anchors = AnchorConfig(every=1, questions=48, decode=DecodeConfig(max_new_tokens=40, batch_size=48, progress=False))
-    fast = ForecastSettings(config=ForecastConfig(n_bootstrap=100))  # half the default bootstrap: half the cost
+    fast = ForecastConfig(n_bootstrap=100)  # half the default bootstrap: half the cost
     monitor = Monitor(experts, run_dir=tmp_path / "evalcast", config=MonitorConfig(pad_multiple=16), anchors=anchors,
                       forecast=fast, alerts=[TargetReached("all", 0.3)])
     out = tmp_path / "hf"
@@ -70,18 +69,19 @@ def test_hf_trainer_with_wandb_tensorboard_and_mlflow(trackers_env: Path, tmp_pa
                              include_num_input_tokens_seen="non_padding", use_cpu=True, seed=0, disable_tqdm=True)
     dataset = TextDataset(tok, training_texts(mix, 400 * 16, seed=0, difficulties=(1,)), 48)
     trainer = Trainer(model=tiny_gpt2(tok, n_layer=2, n_embd=64, n_head=4, n_positions=64), args=args,
-                      train_dataset=dataset, callbacks=[EvalcastCallback(monitor)])
+                      train_dataset=dataset)
+    trainer.add_callback(TransformersCallback(monitor, trainer=trainer))
     trainer.train()
     wandb.finish()  # HF's WandbCallback leaves its run open
 
     history = monitor.history()
     steps = list(range(40, 401, 40))
-    assert [r["step"] for r in history] == steps and all(r["status"] == "ok" for r in history)
-    published = [r["step"] for r in history if r["metrics"].get("evalcast/all/forecast_status") == 1.0]
-    assert published, [r["forecasts"]["all"]["message"] for r in history]
-    alert_steps = [r["step"] for r in history if r["alerts"]]
+    assert [r.step for r in history] == steps and all(r.status == "ok" for r in history)
+    published = [r.step for r in history if r.metrics.get("evalcast/all/forecast_status") == 1.0]
+    assert published, [r.forecasts["all"].message for r in history]
+    alert_steps = [r.step for r in history if r.alerts]
     assert len(alert_steps) == 1  # TargetReached fires once per run
-    nll = [(r["step"], r["metrics"]["evalcast/all/nll"]) for r in history]
+    nll = [(r.step, r.metrics["evalcast/all/nll"]) for r in history]
 
     # W&B: one run (HF's), evalcast scalars on evalcast/step, the forecast chart and tables, the alert
     (run_dir,) = wandb_run_dirs(trackers_env)
@@ -132,23 +132,23 @@ def test_lightning_with_wandb_logger(trackers_env: Path, tmp_path: Path, tok, ex
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
 
-    from evalcast.integrations.lightning import EvalcastCallback
+    from evalcast.callbacks.lightning import LightningCallback
     from tests.lightning_utils import TinyLM, loader, trainer
 
     monitor = Monitor(experts, run_dir=tmp_path / "evalcast", alerts=[TargetReached("all", 10.0, metric="nll")])
     logger = WandbLogger(name="evalcast-pl", save_dir=str(trackers_env))
     L.seed_everything(0)
-    run = trainer(tmp_path / "pl", [EvalcastCallback(monitor), ModelCheckpoint(every_n_train_steps=4, save_top_k=-1)],
+    run = trainer(tmp_path / "pl", [LightningCallback(monitor), ModelCheckpoint(every_n_train_steps=4, save_top_k=-1)],
                   logger=logger, log_every_n_steps=1)
     run.fit(TinyLM(tok), loader(tok))
     wandb.finish()
 
     history = monitor.history()
-    assert [r["step"] for r in history] == [4, 8, 12]
+    assert [r.step for r in history] == [4, 8, 12]
     (run_dir,) = wandb_run_dirs(trackers_env)
     rec = read_wandb_run(run_dir)
     assert [(s, pytest.approx(v)) for s, v in rec.column("evalcast/all/nll")] == [
-        (r["step"], r["metrics"]["evalcast/all/nll"]) for r in history]
+        (r.step, r.metrics["evalcast/all/nll"]) for r in history]
     assert any("train_loss" in row for row in rec.history)  # the module's own self.log, same run
     tables = rec.column("evalcast/forecasts")
     assert [s for s, _ in tables] == [4, 8, 12]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from benchmarks.ladder.config import TASKS
 from benchmarks.ladder.runs import Run
 from evalcast.alerts import AlertRule, DomainRegression, ForecastPlateau, ProxyPlateau
+from evalcast.runs import Record
 from evalcast.tasks import get_task
 
 
@@ -25,15 +27,15 @@ def stop_rules() -> list[AlertRule]:
             ProxyPlateau(group="all", metric="nll", window=3, min_delta=0.01, patience=2, stop_training=True)]
 
 
-def replay(rule: AlertRule, records: Sequence[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def replay(rule: AlertRule, records: Sequence[Record]) -> list[tuple[int, dict[str, Any]]]:
     """Every (save index, alert) the rule raises when fed the history one save at a time."""
-    history: list[dict[str, Any]] = []
+    history: list[Record] = []
     fired = []
     for k, record in enumerate(records):
-        history.append({**record, "alerts": []})
+        history.append(dataclasses.replace(record, alerts=()))
         alert = rule.check(history)
         if alert is not None:
-            history[-1]["alerts"] = [alert.to_dict()]
+            history[-1].alerts = (alert,)
             fired.append((k, alert.to_dict()))
     return fired
 

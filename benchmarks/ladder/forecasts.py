@@ -3,14 +3,13 @@
 For each run, group (``all`` and each task) and horizon h, the history is cut at the last save with
 step ≤ h·budget. Anchors are the *true* pass@1 (all ground-truth questions, per question included) at the
 anchor schedule's saves (every ``anchor_every``-th save, the first included) up to the cut; the online
-probe's predictions of those saves are kept. Inputs come from ``evalcast.monitor.forecasting.build_inputs``
+probe's predictions of those saves are kept. Inputs come from ``evalcast.monitor.forecast_step.build_inputs``
 with the run's budget and LR schedule, exactly as the monitor builds them, and ``forecast_task`` gives
 evalcast's forecast and every baseline. Refusals publish no number: they are counted, not scored.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -22,11 +21,10 @@ from benchmarks.ladder.data import lr_lambda
 from benchmarks.ladder.measures import nanmean
 from benchmarks.ladder.runs import Run
 from evalcast.forecast import ForecastConfig, TaskForecast, forecast_task
-from evalcast.monitor.config import Budget
-from evalcast.monitor.forecasting import ForecastSettings, build_inputs
-from evalcast.monitor.probing import PREDICTIONS
-from evalcast.monitor.run_store import RunStore
+from evalcast.monitor import Budget
+from evalcast.monitor.forecast_step import build_inputs
 from evalcast.proxy.aggregate import metric_name, record_groups
+from evalcast.runs import AnchorSummary, Record, RunHistory, RunStore
 from evalcast.tasks import get_task
 
 METHODS = ("evalcast", "compute_sigmoid", "compute_power", "loss_twostep", "last_value")
@@ -34,22 +32,21 @@ GROUPS = ("all", *TASKS)
 FAN_RUNS = ("L-A", "M-A-const", "M-A-wsd", "M-A-plateau")
 
 
-def _anchor_records(run: Run, cut: int, every: int) -> list[dict[str, Any]]:
+def _anchor_records(run: Run, cut: int, every: int) -> list[Record]:
     """The first ``cut`` records, their anchors replaced by the ground truth on the anchor schedule."""
     groups_of = {q: record_groups(t, get_task(t).domain) for q, t in zip(run.ids, run.tasks)}
     out = []
     for k, record in enumerate(run.records[:cut]):
-        r = copy.copy(record)
-        r["metrics"] = {key: v for key, v in record["metrics"].items() if not key.endswith("/pass@1_anchor")}
-        r.pop("anchor", None)
+        metrics = {key: v for key, v in record.metrics.items() if not key.endswith("/pass@1_anchor")}
+        r = dataclasses.replace(record, metrics=metrics, anchor=None)
         if k % every == 0:
             per_question = dict(zip(run.ids, run.truth[k].tolist()))
-            r["anchor"] = {"per_question": per_question}
+            r.anchor = AnchorSummary(questions=len(per_question), per_question=per_question)
             by_group: dict[str, list[float]] = {}
             for q, value in per_question.items():
                 for g in groups_of[q]:
                     by_group.setdefault(g, []).append(value)
-            r["metrics"].update({metric_name(g, "pass@1_anchor"): float(np.mean(v)) for g, v in by_group.items()})
+            r.metrics.update({metric_name(g, "pass@1_anchor"): float(np.mean(v)) for g, v in by_group.items()})
         out.append(r)
     return out
 
@@ -60,15 +57,9 @@ def forecast_at(run: Run, preset: Preset, horizon: float, config: ForecastConfig
     records = _anchor_records(run, cut, preset.anchor_every)
     schedule = lr_lambda(run.spec, preset)
     budget = Budget(max_steps=run.spec.steps, lr=[preset.lr * schedule(s) for s in range(run.spec.steps + 1)])
-    store = RunStore(run.path / "evalcast")
-    predictions = {}
-    for r in records:
-        arrays = store.load_arrays(r["step"], PREDICTIONS)
-        if arrays is not None:
-            predictions[r["step"]] = dict(zip(arrays["ids"].tolist(), arrays["p"].tolist()))
+    predictions = RunHistory(RunStore(run.path / "evalcast")).predictions()
     groups_of = {q: record_groups(t, get_task(t).domain) for q, t in zip(run.ids, run.tasks)}
-    inputs, reason = build_inputs(records, list(GROUPS), budget, predictions, groups_of,
-                                  ForecastSettings(config=config))
+    inputs, reason = build_inputs(records, list(GROUPS), budget, predictions, groups_of, config)
     if not inputs:
         raise RuntimeError(f"{run.name}: no forecast inputs: {reason}")
     out = {}

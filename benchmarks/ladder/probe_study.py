@@ -18,9 +18,8 @@ import numpy as np
 
 from benchmarks.ladder.measures import nanmean
 from benchmarks.ladder.runs import Run
-from evalcast.monitor.probing import FEATURES
-from evalcast.monitor.run_store import RunStore
 from evalcast.probe import ProbeConfig, ProbeTrainer, features_from_arrays, heldout_mask, score
+from evalcast.runs.store import FEATURES, RunStore
 
 TRAIN_FRACTION = 1 / 3
 
@@ -93,9 +92,9 @@ def online_probe(run: Run) -> dict[str, Any]:
     checkpoint's held-out questions ("earlier predicts later"), group ``all``."""
     rows = []
     for r in run.records:
-        forward = r.get("anchor", {}).get("report", {}).get("forward", {}).get("all")
+        forward = (r.anchor.report if r.anchor is not None else {}).get("forward", {}).get("all")
         if forward:
-            rows.append({"step": r["step"], "auroc": forward.get("auroc"), "brier": forward.get("brier"),
+            rows.append({"step": r.step, "auroc": forward.get("auroc"), "brier": forward.get("brier"),
                          "pass_at_1_error": abs(forward["pass_at_1_pred"] - forward["pass_at_1"])})
     return {"anchors_scored": len(rows), "auroc_mean": nanmean(x["auroc"] for x in rows),
             "brier_mean": nanmean(x["brier"] for x in rows),
@@ -105,7 +104,7 @@ def online_probe(run: Run) -> dict[str, Any]:
 def costs(run: Run) -> dict[str, Any]:
     """Seconds per save: evalcast's proxy pass + probe (saves without an anchor), the whole evalcast step,
     and greedy generation + scoring of the ground-truth questions (medians)."""
-    anchor = np.array(["anchor" in r for r in run.records])
+    anchor = np.array([r.anchor is not None for r in run.records])
     proxy_probe = run.cost("forward_seconds") + np.nan_to_num(run.cost("probe_seconds"))
     generative = np.array([row["seconds"] for row in run.truth_rows])
     med = float(np.median(proxy_probe[~anchor])) if (~anchor).any() else math.nan

@@ -13,8 +13,8 @@ import numpy as np
 
 from benchmarks.ladder.config import RunSpec
 from benchmarks.ladder.train import SPEC, TRUTH
-from evalcast.monitor.run_store import RunStore
 from evalcast.proxy.aggregate import metric_name
+from evalcast.runs import Record, RunStore
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Run:
     path: Path
     spec: RunSpec
     meta: dict[str, Any]
-    records: list[dict[str, Any]]
+    records: list[Record]
     truth: np.ndarray
     """``[saves, questions]`` greedy correctness (0/1)."""
     truth_rows: list[dict[str, Any]]
@@ -36,7 +36,7 @@ class Run:
         path = Path(path)
         meta = json.loads((path / SPEC).read_text())
         rows = [json.loads(line) for line in (path / TRUTH).read_text().splitlines() if line.strip()]
-        history = {r["step"]: r for r in RunStore(path / "evalcast").history() if r.get("status") == "ok"}
+        history = {r.step: r for r in RunStore(path / "evalcast").history() if r.ok}
         rows = [r for r in rows if r["step"] in history]
         return cls(path=path, spec=RunSpec.from_dict(meta["spec"]), meta=meta,
                    records=[history[r["step"]] for r in rows],
@@ -49,7 +49,7 @@ class Run:
 
     @cached_property
     def steps(self) -> np.ndarray:
-        return np.array([r["step"] for r in self.records], dtype=float)
+        return np.array([r.step for r in self.records], dtype=float)
 
     @cached_property
     def tokens(self) -> np.ndarray:
@@ -73,13 +73,13 @@ class Run:
         """An evalcast metric (``nll``, ``top1.answer`` ...) or ``val_loss``/``train_loss`` at every save."""
         if name in ("val_loss", "train_loss"):
             key = "val_loss" if name == "val_loss" else "loss"
-            return np.array([_num(r.get("train", {}).get(key)) for r in self.records])
+            return np.array([_num(r.train.get(key)) for r in self.records])
         weighting = name.split(".", 1)[1] if "." in name else "token"
         key = metric_name(group, name.split(".", 1)[0], weighting)
-        return np.array([_num(r["metrics"].get(key)) for r in self.records])
+        return np.array([_num(r.metrics.get(key)) for r in self.records])
 
     def cost(self, name: str) -> np.ndarray:
-        return np.array([_num(r["metrics"].get(metric_name("cost", name))) for r in self.records])
+        return np.array([_num(r.metrics.get(metric_name("cost", name))) for r in self.records])
 
 
 def _num(value: Any) -> float:

@@ -25,13 +25,12 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from benchmarks.ladder.config import Preset, RunSpec
 from benchmarks.ladder.data import MixStream, lr_lambda, questions, validation_texts
+from evalcast.callbacks.transformers import TransformersCallback
 from evalcast.data import ExpertSet
 from evalcast.data.records import ExpertRecord
 from evalcast.forecast import ForecastConfig
 from evalcast.generate import DecodeConfig, evaluate_generative
-from evalcast.integrations.transformers import EvalcastCallback
 from evalcast.monitor import AnchorConfig, Monitor, MonitorConfig
-from evalcast.monitor.forecasting import ForecastSettings
 from evalcast.tasks import CHARSET
 from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
 
@@ -88,7 +87,7 @@ def train_run(spec: RunSpec, preset: Preset, root: str | Path) -> Path:
         "questions": [{"id": r.id, "task": r.task, "level": r.meta["difficulty"]} for r in records]}, indent=1))
 
     decode = decode_config(preset)
-    forecast = ForecastSettings(config=ForecastConfig(), every=spec.forecast_every)
+    forecast = ForecastConfig(every=spec.forecast_every)
     monitor = Monitor(experts, run_dir=out / "evalcast", config=MonitorConfig(pad_multiple=16, save_features=True),
                       anchors=AnchorConfig(every=preset.anchor_every, questions=preset.anchor_questions, decode=decode),
                       forecast=forecast)
@@ -104,7 +103,7 @@ def train_run(spec: RunSpec, preset: Preset, root: str | Path) -> Path:
     validation = TextDataset(tokenizer, validation_texts(spec, preset), preset.seq_length)
     trainer = Trainer(model=model, args=args, train_dataset=MixStream(tokenizer, spec, preset),
                       eval_dataset=validation, data_collator=TextDataset.collate, optimizers=(optimizer, scheduler),
-                      callbacks=[EvalcastCallback(monitor, log_to_trainer="none"),
+                      callbacks=[TransformersCallback(monitor, log_to_trainer="none"),
                                  GroundTruth(out / TRUTH, tokenizer, records, decode)])
     trainer.remove_callback(PrinterCallback)
     with (out / "train.log").open("w") as log, redirect_stdout(log), redirect_stderr(log):

@@ -2,11 +2,12 @@
 
 Data flow at a checkpoint: :mod:`evalcast.data` (expert set) → :mod:`evalcast.stats` (one teacher-forced
 pass, token statistics) → :mod:`evalcast.proxy` (aggregation) and :mod:`evalcast.pairs` → the
-:class:`Monitor` (:mod:`evalcast.monitor`; probe, anchors, forecasts, alerts) → :mod:`evalcast.trackers`.
-Framework adapters live in :mod:`evalcast.integrations`.
+:class:`Monitor` (:mod:`evalcast.monitor`; probe, anchors, forecasts, alerts) → :mod:`evalcast.runs` (the
+run directory) and :mod:`evalcast.trackers`. Framework adapters live in :mod:`evalcast.callbacks`.
 
-The names below load on first use, so ``import evalcast.forecast`` or ``import evalcast.trackers`` does
-not pull in torch, transformers or matplotlib.
+The names below are what a user writes (``docs/api.md``); everything else stays importable from its
+module. They load on first use, so ``import evalcast`` pulls in neither torch, transformers, Lightning
+nor matplotlib.
 """
 
 from __future__ import annotations
@@ -17,11 +18,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ExpertRecord": "evalcast.data", "ExpertSet": "evalcast.data", "FieldMap": "evalcast.data",
-    "PromptFormat": "evalcast.data", "TokenizeSettings": "evalcast.data", "StatSpec": "evalcast.stats",
-    "AnchorConfig": "evalcast.monitor", "Budget": "evalcast.monitor", "Evaluation": "evalcast.monitor",
-    "ForecastSettings": "evalcast.monitor", "Monitor": "evalcast.monitor", "MonitorConfig": "evalcast.monitor",
-    "RunStore": "evalcast.monitor", "TrainingContext": "evalcast.monitor",
+    # the core
+    "Monitor": "evalcast.monitor", "ExpertSet": "evalcast.data", "ExpertRecord": "evalcast.data",
+    "FieldMap": "evalcast.data", "Budget": "evalcast.monitor",
+    # configuration
+    "MonitorConfig": "evalcast.monitor", "StatsConfig": "evalcast.stats.token_stats",
+    "TokenizeConfig": "evalcast.data", "PromptConfig": "evalcast.data", "AnchorConfig": "evalcast.monitor",
+    "DecodeConfig": "evalcast.generate", "ProbeConfig": "evalcast.probe", "NetConfig": "evalcast.probe",
+    "ForecastConfig": "evalcast.forecast.config", "GateConfig": "evalcast.forecast.config",
+    "ClusterConfig": "evalcast.forecast.config",
+    # alerts
+    "Alert": "evalcast.alerts", "TargetReached": "evalcast.alerts", "ForecastPlateau": "evalcast.alerts",
+    "ProxyPlateau": "evalcast.alerts", "Regression": "evalcast.alerts", "DomainRegression": "evalcast.alerts",
+    "DomainShortfall": "evalcast.alerts",
+    # framework callbacks (each imports its framework)
+    "TransformersCallback": "evalcast.callbacks.transformers", "LightningCallback": "evalcast.callbacks.lightning",
+    "evaluate_on_save_state": "evalcast.callbacks.accelerate",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -31,3 +43,7 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'evalcast' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -23,28 +23,45 @@ from evalcast.generate import DecodeConfig
 from evalcast.monitor import AnchorConfig, Monitor, MonitorConfig
 from evalcast.proxy.aggregate import metric_name
 from evalcast.report import write_report
-from evalcast.tasks import CHARSET, get_task, training_texts
+from evalcast.runs import Record, ok_records
+from evalcast.tasks import CHARSET, LEVELS, get_task, training_texts
 from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
+from evalcast.validation import Rule, above, at_least, check_config
 
 MIX = {"add": 1.0, "sort": 1.0, "chain": 1.0}
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo run (the defaults train in about two minutes on two CPU cores)."""
+    """Sizes of the demo run (``evalcast demo``; the defaults train in a few minutes on two CPU cores)."""
 
     steps: int = 1200
+    """Training steps."""
     save_every: int = 60
+    """Checkpoint (and evaluation) interval in steps."""
     batch_size: int = 32
     seq_length: int = 128
+    """Training sequence length in characters."""
     questions_per_task: int = 40
+    """Expert solutions per task."""
     anchor_every: int = 4
+    """An anchor at every this-many-th evaluation."""
     anchor_questions: int = 60
     n_layer: int = 2
     n_embd: int = 64
+    """Width of the model (4 heads: a multiple of 4)."""
     learning_rate: float = 4e-3
     difficulties: tuple[int, ...] = (1, 2, 3)
+    """Task difficulty levels (1..5) trained on and scored."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_config(self, steps=at_least(1), save_every=at_least(1), batch_size=at_least(1), seq_length=at_least(16),
+                     questions_per_task=at_least(1), anchor_every=at_least(1), anchor_questions=at_least(1),
+                     n_layer=at_least(1), n_embd=Rule("a positive multiple of 4", lambda v: v > 0 and v % 4 == 0),
+                     learning_rate=above(0), difficulties=Rule(f"a non-empty subset of {LEVELS}",
+                                                                lambda d: bool(d) and set(d) <= set(LEVELS)),
+                     seed=at_least(0))
 
 
 def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoConfig(),
@@ -52,7 +69,7 @@ def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoCon
     """Train, evaluate at every save, write the run directory and figures; returns the run directory."""
     from transformers import Trainer, TrainingArguments
 
-    from evalcast.integrations.transformers import EvalcastCallback
+    from evalcast.callbacks.transformers import TransformersCallback
 
     console = console or Console()
     out = Path(out_dir)
@@ -81,7 +98,7 @@ def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoCon
                              logging_steps=config.save_every, report_to=[], use_cpu=True, seed=config.seed,
                              include_num_input_tokens_seen="non_padding", dataloader_num_workers=0)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=dataset.collate,
-                      callbacks=[EvalcastCallback(monitor, log_to_trainer="none")])
+                      callbacks=[TransformersCallback(monitor, log_to_trainer="none")])
     console.print(f"training {sum(p.numel() for p in model.parameters()):,} parameters for {config.steps} steps, "
                   f"evaluating every {config.save_every} steps")
     trainer.train()
@@ -93,10 +110,10 @@ def run_demo(out_dir: str | Path = "evalcast-demo", config: DemoConfig = DemoCon
     return out / "run"
 
 
-def summary_table(history: list[dict], groups: list[str]) -> Table:
+def summary_table(history: list[Record], groups: list[str]) -> Table:
     """First vs last checkpoint, per task, for the headline proxies."""
-    ok = [r for r in history if r.get("status") == "ok"]
-    table = Table(title=f"evalcast: first vs last checkpoint (steps {ok[0]['step']} → {ok[-1]['step']})")
+    ok = ok_records(history)
+    table = Table(title=f"evalcast: first vs last checkpoint (steps {ok[0].step} → {ok[-1].step})")
     table.add_column("task")
     names = ("nll", "top1", "pair_accuracy", "pass@1_anchor", "pass@1_probe", "forecast_final")
     for name in names:
@@ -106,6 +123,6 @@ def summary_table(history: list[dict], groups: list[str]) -> Table:
     return table
 
 
-def _first_last(records: list[dict], key: str) -> str:
-    values = [r["metrics"][key] for r in records if key in r["metrics"]]
+def _first_last(records: list[Record], key: str) -> str:
+    values = [r.metrics[key] for r in records if key in r.metrics]
     return f"{values[0]:.3f} → {values[-1]:.3f}" if values else "—"

@@ -8,7 +8,7 @@ from pathlib import Path
 from common import dump, setup
 
 from evalcast import Monitor
-from evalcast.integrations.transformers import EvalcastCallback
+from evalcast.callbacks.transformers import TransformersCallback
 from evalcast.toy import tiny_gpt2
 from tests.hf_utils import losses, make_trainer
 
@@ -20,7 +20,7 @@ def main(out: Path) -> None:
     plain.train()
     monitor = Monitor(experts, run_dir=out / "run")
     watched = make_trainer(tiny_gpt2(tok, n_embd=32, n_positions=64, seed=0), tok, out / "watched",
-                           callbacks=[EvalcastCallback(monitor)], **kwargs)
+                           callbacks=[TransformersCallback(monitor)], **kwargs)
     watched.train()
     dump(out, "hf", {"plain": losses(plain), "watched": losses(watched), "world": monitor.exchange.world_size,
                      "decisions": {step: e.ok for step, e in monitor._decided.items()}})

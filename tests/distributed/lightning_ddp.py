@@ -11,7 +11,7 @@ from common import setup
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from evalcast import Monitor
-from evalcast.integrations.lightning import EvalcastCallback
+from evalcast.callbacks.lightning import LightningCallback
 from tests.lightning_utils import TinyLM, loader, trainer
 
 
@@ -22,7 +22,7 @@ def main(out: Path, with_evalcast: bool) -> None:
     callbacks = [ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=4, save_top_k=-1)]
     monitor = Monitor(experts, run_dir=out / "run") if with_evalcast else None
     if monitor is not None:
-        callbacks.append(EvalcastCallback(monitor))
+        callbacks.append(LightningCallback(monitor))
     run = trainer(out / ("watched" if with_evalcast else "plain"), callbacks, max_steps=8, devices=2,
                   strategy="ddp", use_distributed_sampler=True)
     run.fit(module, loader(tok))

@@ -19,32 +19,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from evalcast.alerts.base import Alert
 from evalcast.alerts.history import (
     Direction,
     History,
     Verdict,
-    check_hysteresis,
+    check_rule,
     due,
     fired,
     fmt,
-    ok_records,
     reading,
     series,
     sign,
     steps_of,
 )
 from evalcast.alerts.rules import regression_verdicts
+from evalcast.runs.history import ok_records
+from evalcast.runs.record import Record
+from evalcast.validation import Rule, at_least, each, non_empty
 
 _TINY = 1e-12
 
 
-def watched_groups(record: Mapping[str, Any]) -> list[str]:
+def watched_groups(record: Record) -> list[str]:
     """Every top-level ``domain/<name>`` group of a record, else every task group."""
     groups = sorted({key.split("/")[1] if not key.startswith("evalcast/domain/") else "/".join(key.split("/")[1:3])
-                     for key in record.get("metrics", {}) if key.count("/") >= 2})
+                     for key in record.metrics if key.count("/") >= 2})
     domains = [g for g in groups if g.startswith("domain/")]
     return domains or [g for g in groups if g not in ("all", "cost")]
 
@@ -90,12 +91,8 @@ class DomainRegression:
     name: str = "data_mix:regression"
 
     def __post_init__(self) -> None:
-        sign(self.metric, self.direction)
-        check_hysteresis(self.patience, self.cooldown)
-        if self.window < 1 or self.tolerance < 0:
-            raise ValueError(f"window={self.window}, tolerance={self.tolerance}: need window >= 1, tolerance >= 0")
-        if self.groups is not None:
-            object.__setattr__(self, "groups", tuple(self.groups))
+        check_rule(self, groups=each(non_empty()), aggregate=non_empty(), tolerance=at_least(0), window=at_least(1),
+                   boost=at_least(0), name=non_empty())
 
     def _improving(self, values: Mapping[str, Sequence[float | None]], group: str, s: float) -> list[bool]:
         """Per record: whether the reference (``aggregate``, else the mean of the other groups) improved
@@ -132,13 +129,13 @@ class DomainRegression:
         gaps = {g: s * (best - now) / max(abs(best), _TINY) for g, (_, _, best, now) in flagged.items()}
         weights = suggest_weights(groups, gaps, self.boost)
         moved = "rose" if s < 0 else "fell"
-        lines = [f"{g} {self.metric} {moved} from its best {fmt(best)} (step {records[b]['step']}) to {fmt(now)}"
+        lines = [f"{g} {self.metric} {moved} from its best {fmt(best)} (step {records[b].step}) to {fmt(now)}"
                  for g, (_, b, best, now) in flagged.items()]
         run = next(iter(flagged.values()))[0]
         names = ", ".join(flagged)
         reference = self.aggregate or "the other groups (on average)"
         return Alert(
-            rule=self.name, kind="data_mix", step=int(records[-1]["step"]),
+            rule=self.name, kind="data_mix", step=int(records[-1].step),
             title=f"data mix: {names} regressing",
             text=(f"{'; '.join(lines)}, beyond tolerance {fmt(self.tolerance)} at {self.patience} consecutive "
                   f"checkpoints ({steps_of(records, run)}), while {reference} improved over the last {self.window} "
@@ -168,14 +165,11 @@ class DomainShortfall:
     name: str = "data_mix:shortfall"
 
     def __post_init__(self) -> None:
-        if len(self.targets) < 2:
-            raise ValueError(f"DomainShortfall needs targets for at least 2 groups (some short, some on track), "
-                             f"got {dict(self.targets)}")
-        sign(self.metric, self.direction)
-        check_hysteresis(self.patience, self.cooldown)
+        check_rule(self, targets=Rule("targets for at least 2 groups (some short, some on track)",
+                                      lambda t: len(t) >= 2), boost=at_least(0), name=non_empty())
         object.__setattr__(self, "targets", dict(self.targets))
 
-    def _short(self, record: Mapping[str, Any], s: float) -> dict[str, bool | None]:
+    def _short(self, record: Record, s: float) -> dict[str, bool | None]:
         """Per group at one record: short of its target (True), not short (False: on track, or a refused
         forecast, which breaks a streak) or not measured there (None)."""
         out: dict[str, bool | None] = {}
@@ -208,7 +202,7 @@ class DomainShortfall:
         names = ", ".join(flagged)
         doing_fine = f"{', '.join(fine)} {'is' if len(fine) == 1 else 'are'} on track"
         return Alert(
-            rule=self.name, kind="data_mix", step=int(records[-1]["step"]),
+            rule=self.name, kind="data_mix", step=int(records[-1].step),
             title=f"data mix: {names} short of target",
             text=(f"{self.metric} falls short for {falling} at {self.patience} consecutive checkpoints "
                   f"({steps_of(records, next(iter(flagged.values())))}), while {doing_fine}. Consider shifting "

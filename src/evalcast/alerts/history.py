@@ -1,8 +1,8 @@
 """Reading a run history for alert rules: values, directions, streaks and earlier firings.
 
-Only records with ``status == "ok"`` count (a skipped save has no metrics). A rule judges every record
-with a *verdict*: True (its condition holds there), False (it does not), or None (not measured at that
-checkpoint: no anchor, no forecast), which neither breaks nor extends a streak.
+Only evaluated records count (a skipped save has no metrics; :func:`evalcast.runs.ok_records`). A rule
+judges every record with a *verdict*: True (its condition holds there), False (it does not), or None (not
+measured at that checkpoint: no anchor, no forecast), which neither breaks nor extends a streak.
 
 Hysteresis, from the history alone: a rule fires for a key (a task or domain) when the verdict has held
 at ``patience`` consecutive measured checkpoints ending with the current one, and, if it fired for that
@@ -13,16 +13,18 @@ rewound run decides exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from evalcast.proxy.aggregate import metric_name
+from evalcast.runs.record import Record
+from evalcast.validation import Rule, check_config, non_empty
 
 Direction = Literal["higher", "lower"]
 Verdict = bool | None
-History = Sequence[Mapping[str, Any]]
-"""The run store's records, oldest first, as every rule reads them."""
+History = Sequence[Record]
+"""The run's records, oldest first (the current checkpoint last), as every rule reads them."""
 
 #: Metrics whose direction is known (a weighting suffix such as ``nll.rarity`` keeps its metric's).
 HIGHER_IS_BETTER = frozenset({
@@ -30,11 +32,6 @@ HIGHER_IS_BETTER = frozenset({
     "pair_margin", "pass@1_anchor", "pass@1_probe", "forecast_final", "forecast_lo80", "forecast_hi80",
     "forecast_lo95", "forecast_hi95", "probe_auroc", "probe_spearman"})
 LOWER_IS_BETTER = frozenset({"nll", "log_rank", "bpb", "probe_brier", "probe_ece", "probe_pass@1_error"})
-
-
-def ok_records(history: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The evaluated records (skipped saves left out), oldest first."""
-    return [r for r in history if r.get("status") == "ok"]
 
 
 def sign(metric: str, direction: Direction | None) -> float:
@@ -52,30 +49,28 @@ def sign(metric: str, direction: Direction | None) -> float:
                      "give direction='higher' or direction='lower'")
 
 
-def reading(record: Mapping[str, Any], group: str, metric: str) -> tuple[bool, float | None]:
-    """``(measured, value)`` of ``evalcast/<group>/<metric>`` in one record.
+def reading(record: Record, group: str, metric: str) -> tuple[bool, float | None]:
+    """``(measured, value)`` of ``evalcast/<group>/<metric>`` in one record (a non-finite value is None).
 
     A forecast figure counts as measured wherever a forecast was attempted for the group (its
     ``forecast_status`` is there), and its value is None where the forecast was refused: a refusal breaks
     a streak instead of being skipped over.
     """
-    metrics = record.get("metrics", {})
-    value = metrics.get(metric_name(group, metric))
-    number = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    value = record.value(group, metric)
+    number = value if math.isfinite(value) else None
     if metric.startswith("forecast_") and metric != "forecast_status":
-        return metric_name(group, "forecast_status") in metrics, number
+        return record.has(group, "forecast_status"), number
     return number is not None, number
 
 
-def series(records: Sequence[Mapping[str, Any]], group: str, metric: str) -> list[float | None]:
+def series(records: Sequence[Record], group: str, metric: str) -> list[float | None]:
     """The metric at every record (None where it was not measured)."""
     return [reading(r, group, metric)[1] for r in records]
 
 
-def fired(records: Sequence[Mapping[str, Any]], rule: str, key: str) -> list[int]:
+def fired(records: Sequence[Record], rule: str, key: str) -> list[int]:
     """Indices of the records where ``rule`` raised an alert naming ``key``."""
-    return [i for i, r in enumerate(records)
-            if any(a.get("rule") == rule and key in a.get("groups", ()) for a in r.get("alerts", ()))]
+    return [i for i, r in enumerate(records) if any(a.rule == rule and key in a.groups for a in r.alerts)]
 
 
 def streak(verdicts: Sequence[Verdict]) -> list[int]:
@@ -104,16 +99,21 @@ def due(verdicts: Sequence[Verdict], earlier: Sequence[int], patience: int, cool
     return run[-patience:]
 
 
-def check_hysteresis(patience: int, cooldown: int | None) -> None:
-    if patience < 1:
-        raise ValueError(f"patience={patience}: a rule needs at least 1 checkpoint to fire")
-    if cooldown is not None and cooldown < 1:
-        raise ValueError(f"cooldown={cooldown}: give at least 1 checkpoint, or None to fire only once")
+def check_rule(rule: Any, **rules: Rule) -> None:
+    """A rule's fields: types, ``patience >= 1``, ``cooldown >= 1`` or None, a non-empty ``group``, a known
+    direction (see :func:`sign`), and ``rules`` (see :func:`evalcast.validation.check_config`)."""
+    fields = {f.name for f in dataclasses.fields(rule)}
+    hysteresis = {"patience": Rule(">= 1 (checkpoints before it fires)", lambda v: v >= 1),
+                  "cooldown": Rule(">= 1 checkpoint, or None to fire only once", lambda v: v >= 1)}
+    named = {"group": non_empty()} if "group" in fields else {}
+    check_config(rule, **{k: v for k, v in hysteresis.items() if k in fields}, **named, **rules)
+    if "metric" in fields:
+        sign(rule.metric, getattr(rule, "direction", None))
 
 
-def steps_of(records: Sequence[Mapping[str, Any]], indices: Sequence[int]) -> str:
+def steps_of(records: Sequence[Record], indices: Sequence[int]) -> str:
     """``"steps 200, 250, 300"`` for the records at ``indices``."""
-    steps = [str(records[i]["step"]) for i in indices]
+    steps = [str(records[i].step) for i in indices]
     return f"step{'s' if len(steps) > 1 else ''} {', '.join(steps)}"
 
 

@@ -8,6 +8,7 @@ give ``direction`` for any other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,16 +18,18 @@ from evalcast.alerts.history import (
     Direction,
     History,
     Verdict,
-    check_hysteresis,
+    check_rule,
     due,
     fired,
     fmt,
-    ok_records,
     reading,
     series,
     sign,
     steps_of,
 )
+from evalcast.runs.history import ok_records
+from evalcast.runs.record import Record
+from evalcast.validation import at_least, between
 
 
 def _named(rule: Any, default: str) -> None:
@@ -58,8 +61,7 @@ class TargetReached:
     name: str = ""
 
     def __post_init__(self) -> None:
-        sign(self.metric, self.direction)
-        check_hysteresis(self.patience, self.cooldown)
+        check_rule(self)
         _named(self, f"target_reached:{self.group}/{self.metric}")
 
     def check(self, history: History) -> Alert | None:
@@ -75,7 +77,7 @@ class TargetReached:
         reached = ", ".join(fmt(values[i]) for i in run)
         relation = ">=" if s > 0 else "<="
         return Alert(
-            rule=self.name, kind="target_reached", step=int(records[-1]["step"]), level="INFO",
+            rule=self.name, kind="target_reached", step=int(records[-1].step), level="INFO",
             title=f"{self.group}: {self.metric} reached {fmt(self.target)}",
             text=(f"{self.group} {self.metric} {relation} {fmt(self.target)} at {len(run)} consecutive measured "
                   f"checkpoint{'s' if len(run) > 1 else ''} ({steps_of(records, run)}: {reached})."
@@ -103,9 +105,7 @@ class ForecastPlateau:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.current not in ("auto", "probe", "anchor"):
-            raise ValueError(f"current={self.current!r}: use 'auto', 'probe' or 'anchor'")
-        check_hysteresis(self.patience, self.cooldown)
+        check_rule(self, min_gain=at_least(0))
         _named(self, f"plateau:{self.group}/forecast")
 
     def _now(self, records: History) -> list[tuple[float | None, str]]:
@@ -115,7 +115,7 @@ class ForecastPlateau:
         for r in records:
             measured, value = reading(r, self.group, "pass@1_anchor")
             if measured:
-                anchor = (value, f"anchor at step {r['step']}")
+                anchor = (value, f"anchor at step {r.step}")
             probe = reading(r, self.group, "pass@1_probe")[1]
             use_probe = self.current == "probe" or (self.current == "auto" and probe is not None)
             out.append((probe, "probe") if use_probe else anchor)
@@ -135,12 +135,12 @@ class ForecastPlateau:
         current, source = now[-1]
         assert hi[-1] is not None and current is not None
         final = reading(records[-1], self.group, "forecast_final")[1]
-        forecast = records[-1].get("forecasts", {}).get(self.group, {})
+        forecast = records[-1].forecasts.get(self.group)
         left = ""
-        if forecast.get("x_end") and forecast.get("x_last") is not None:
-            left = f" with {1 - forecast['x_last'] / forecast['x_end']:.0%} of the budget left"
+        if forecast is not None and math.isfinite(forecast.x_end) and forecast.x_end and math.isfinite(forecast.x_last):
+            left = f" with {1 - forecast.x_last / forecast.x_end:.0%} of the budget left"
         return Alert(
-            rule=self.name, kind="plateau", step=int(records[-1]["step"]),
+            rule=self.name, kind="plateau", step=int(records[-1].step),
             title=f"{self.group}: no pass@1 gain forecast",
             text=(f"{self.group}: the forecast of the final pass@1 is {fmt(final)} (80% upper bound {fmt(hi[-1])}), "
                   f"at most {fmt(hi[-1] - current)} above the current {fmt(current)} ({source}){left}: less than "
@@ -157,8 +157,8 @@ class ProxyPlateau:
 
     While the learning rate (``train.lr``, recorded by the HF and Lightning adapters) is above
     ``max_lr_fraction`` of its peak so far, a stall is not a plateau: at a high LR the proxy sits on a noise
-    floor that a later decay breaks (the ladder's WSD and constant-LR runs stopped this way at 78% of the
-    budget gave up 0.24 and 0.13 pass@1). ``None`` ignores the LR; records without one are judged as if so.
+    floor that a later decay breaks (WSD and constant-LR runs would otherwise stop before their late rise).
+    ``None`` ignores the LR; records without one are judged as if so.
     """
 
     group: str = "all"
@@ -173,19 +173,14 @@ class ProxyPlateau:
     name: str = ""
 
     def __post_init__(self) -> None:
-        sign(self.metric, self.direction)
-        check_hysteresis(self.patience, self.cooldown)
-        if self.window < 1:
-            raise ValueError(f"window={self.window}: compare with at least 1 earlier checkpoint")
-        if self.max_lr_fraction is not None and not 0 < self.max_lr_fraction <= 1:
-            raise ValueError(f"max_lr_fraction={self.max_lr_fraction}: give a fraction in (0, 1] or None")
+        check_rule(self, window=at_least(1), min_delta=at_least(0), max_lr_fraction=between(0, 1, low_open=True))
         _named(self, f"plateau:{self.group}/{self.metric}")
 
-    def _lr_high(self, records: Sequence[Any]) -> list[bool]:
+    def _lr_high(self, records: Sequence[Record]) -> list[bool]:
         """Per record: its learning rate is above ``max_lr_fraction`` of the peak so far."""
         peak, out = 0.0, []
         for r in records:
-            lr = (r.get("train") or {}).get("lr")
+            lr = r.train.get("lr")
             peak = max(peak, lr or 0.0)
             out.append(self.max_lr_fraction is not None and lr is not None and lr > self.max_lr_fraction * peak)
         return out
@@ -209,10 +204,10 @@ class ProxyPlateau:
         last = len(records) - 1
         before, gain = gains[last]
         return Alert(
-            rule=self.name, kind="plateau", step=int(records[-1]["step"]),
+            rule=self.name, kind="plateau", step=int(records[-1].step),
             title=f"{self.group}: {self.metric} has plateaued",
-            text=(f"{self.group} {self.metric} went from {fmt(values[before])} (step {records[before]['step']}) to "
-                  f"{fmt(values[last])} (step {records[last]['step']}), an improvement of {fmt(gain)}; it has "
+            text=(f"{self.group} {self.metric} went from {fmt(values[before])} (step {records[before].step}) to "
+                  f"{fmt(values[last])} (step {records[last].step}), an improvement of {fmt(gain)}; it has "
                   f"improved by less than min_delta {fmt(self.min_delta)} over {self.window} checkpoints at "
                   f"{self.patience} consecutive checkpoints ({steps_of(records, run)})."
                   + _stopping(self.stop_training)),
@@ -234,10 +229,7 @@ class Regression:
     name: str = ""
 
     def __post_init__(self) -> None:
-        sign(self.metric, self.direction)
-        check_hysteresis(self.patience, self.cooldown)
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance={self.tolerance}: give a non-negative margin")
+        check_rule(self, tolerance=at_least(0))
         _named(self, f"regression:{self.group}/{self.metric}")
 
     def check(self, history: History) -> Alert | None:
@@ -249,10 +241,10 @@ class Regression:
         if not run:
             return None
         return Alert(
-            rule=self.name, kind="regression", step=int(records[-1]["step"]),
+            rule=self.name, kind="regression", step=int(records[-1].step),
             title=f"{self.group}: {self.metric} regressed",
             text=(f"{self.group} {self.metric} has been worse than its best {fmt(values[b])} (step "
-                  f"{records[b]['step']}) by more than {fmt(self.tolerance)} at {self.patience} consecutive "
+                  f"{records[b].step}) by more than {fmt(self.tolerance)} at {self.patience} consecutive "
                   f"checkpoints ({steps_of(records, run)}: {', '.join(fmt(values[i]) for i in run)})."
                   + _stopping(self.stop_training)),
             stop_training=self.stop_training, groups=(self.group,))

@@ -20,12 +20,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _cache(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from evalcast.data import ExpertSet, TokenizeSettings
+    from evalcast.data import ExpertSet, TokenizeConfig
 
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, cache_dir=args.cache_dir,
-                                  settings=TokenizeSettings(max_length=args.max_length), on_invalid=args.on_invalid)
+                                  config=TokenizeConfig(max_length=args.max_length), on_invalid=args.on_invalid)
     print(f"{experts!r}\n{experts.report.summary()}\ncache: {experts.cache_path}")
     for line in experts.report.skipped[:20]:
         print(f"  skipped: {line}")
@@ -35,24 +35,22 @@ def _cache(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from evalcast.data import ExpertSet, TokenizeSettings
+    from evalcast.data import ExpertSet, TokenizeConfig
     from evalcast.generate import DecodeConfig
     from evalcast.offline import score_checkpoints
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
-                                  settings=TokenizeSettings(max_length=args.max_length))
+                                  config=TokenizeConfig(max_length=args.max_length))
     decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                           batch_size=args.batch_size, progress=False)
     monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
                                 questions=args.questions, decode=decode, device=args.device)
     for record in monitor.history():
-        metrics = record.get("metrics", {})
-        nll = metrics.get("evalcast/all/nll", float("nan"))
-        line = f"step {record['step']:>8}  {record['status']:<7}  nll {nll:.4f}"
-        if "evalcast/all/pass@1_anchor" in metrics:
-            line += f"  pass@1 {metrics['evalcast/all/pass@1_anchor']:.3f}"
+        line = f"step {record.step:>8}  {record.status:<7}  nll {record.value('all', 'nll'):.4f}"
+        if record.has("all", "pass@1_anchor"):
+            line += f"  pass@1 {record.value('all', 'pass@1_anchor'):.3f}"
         print(line)
     print(f"run directory: {monitor.run_dir}")
     return 0

@@ -19,8 +19,8 @@ from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadRe
 from evalcast.data.table import EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import (
     OverlongError,
+    TokenizeConfig,
     Tokenized,
-    TokenizeSettings,
     resolve_max_length,
     tokenize_pair,
     tokenizer_fingerprint,
@@ -54,21 +54,21 @@ class ExpertSet:
     """Expert trajectories ready for the teacher-forced pass.
 
     Rows are tokenized with ``tokenizer`` once; token ids, prompt/solution split and frozen per-token
-    weights are cached under ``cache_dir`` keyed by (rows, tokenizer fingerprint, settings).
+    weights are cached under ``cache_dir`` keyed by (rows, tokenizer fingerprint, ``config``).
     ``token_counts`` is the unigram table behind the rarity weightings (default: counts over the expert
     solutions themselves; pass counts from a training-corpus sample when you have one).
     """
 
     def __init__(self, records: Sequence[ExpertRecord], tokenizer: Any, *,
-                 settings: TokenizeSettings = TokenizeSettings(), token_counts: np.ndarray | None = None,
+                 config: TokenizeConfig = TokenizeConfig(), token_counts: np.ndarray | None = None,
                  cache_dir: str | Path | None = None, on_invalid: OnInvalid = "error", progress: bool = True,
                  report: BuildReport | None = None) -> None:
         if not records:
             raise ExpertSetError("an expert set needs at least one row")
         self.records = list(records)
         self.tokenizer = tokenizer
-        self.settings = settings
-        self.max_length = resolve_max_length(tokenizer, settings)
+        self.config = config
+        self.max_length = resolve_max_length(tokenizer, config)
         self.report = report or BuildReport()
         self.report.rows = len(self.records)
         self.tokenizer_fingerprint = tokenizer_fingerprint(tokenizer)
@@ -115,7 +115,7 @@ class ExpertSet:
     def _cache_key(self, counts: np.ndarray | None) -> str:
         digest = hashlib.sha256()
         header = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
-                  "settings": self.settings.key(self.max_length)}
+                  "settings": self.config.key(self.max_length)}  # this key name is hashed into every fingerprint
         digest.update(json.dumps(header, sort_keys=True).encode())
         for record in self.records:
             digest.update(json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False).encode())
@@ -135,7 +135,7 @@ class ExpertSet:
             for text, answer, kind, category in texts:
                 reason = f"longer than max_length={self.max_length} tokens (overlong='skip')"
                 try:
-                    tokenized = tokenize_pair(self.tokenizer, record.prompt, text, answer, self.settings,
+                    tokenized = tokenize_pair(self.tokenizer, record.prompt, text, answer, self.config,
                                               self.max_length)
                 except (OverlongError, ValueError) as exc:
                     if on_invalid == "error":

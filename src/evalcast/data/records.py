@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evalcast.validation import check_config
+
 OnInvalid = Literal["error", "skip"]
 
 #: Final-answer convention of GSM8K-style solutions: ``... #### 42``.
@@ -85,7 +87,8 @@ class ExpertRecord:
 
 @dataclass(frozen=True)
 class FieldMap:
-    """Maps evalcast field names to the names used in a file, e.g. ``FieldMap(prompt="question")``."""
+    """Maps evalcast field names to the names used in a file, e.g. ``FieldMap(prompt="question")``; an
+    empty name leaves that optional field unread."""
 
     prompt: str = "prompt"
     solution: str = "solution"
@@ -96,6 +99,9 @@ class FieldMap:
     negatives: str = "negatives"
     weight: str = "weight"
     meta: str = "meta"
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     @classmethod
     def of(cls, fields: FieldMap | Mapping[str, str] | None) -> FieldMap:

@@ -15,26 +15,29 @@ from typing import Any, Literal
 
 import numpy as np
 
-from evalcast.data.formatting import PromptFormat, render_prompt
+from evalcast.data.formatting import PromptConfig, render_prompt
+from evalcast.validation import at_least, check_config
 
 Overlong = Literal["truncate", "skip", "error"]
 
 
 @dataclass(frozen=True)
-class TokenizeSettings:
-    """How expert trajectories become token ids.
+class TokenizeConfig:
+    """How expert trajectories become token ids: ``ExpertSet(..., config=TokenizeConfig(...))``."""
 
-    max_length: longest sequence (prompt + solution + EOS) in tokens; ``None`` uses the tokenizer's
-        ``model_max_length`` when it is a real limit, else 2048.
-    overlong: ``truncate`` cuts the solution's tail (the prompt is kept whole), ``skip`` drops the row,
-        ``error`` raises. Counts are reported by :class:`~evalcast.data.ExpertSet`.
-    score_eos: append EOS after the solution and score it (the model should know when to stop).
-    """
-
-    prompt_format: PromptFormat = PromptFormat()
+    prompt_format: PromptConfig = PromptConfig()
+    """How the prompt is rendered before the solution."""
     max_length: int | None = None
+    """Longest sequence (prompt + solution + EOS) in tokens; None uses the tokenizer's ``model_max_length``
+    when it is a real limit, else 2048."""
     overlong: Overlong = "truncate"
+    """``truncate`` cuts the solution's tail (the prompt is kept whole), ``skip`` drops the row, ``error``
+    raises. Counts are reported by :class:`~evalcast.data.ExpertSet`."""
     score_eos: bool = True
+    """Append EOS after the solution and score it (the model should know when to stop)."""
+
+    def __post_init__(self) -> None:
+        check_config(self, max_length=at_least(2))
 
     def key(self, max_length: int) -> dict[str, Any]:
         return {"format": self.prompt_format.key(), "max_length": max_length, "overlong": self.overlong,
@@ -56,19 +59,19 @@ class OverlongError(ValueError):
     """A trajectory does not fit ``max_length`` and ``overlong="error"`` was asked for."""
 
 
-def resolve_max_length(tokenizer: Any, settings: TokenizeSettings) -> int:
-    if settings.max_length is not None:
-        return int(settings.max_length)
+def resolve_max_length(tokenizer: Any, config: TokenizeConfig) -> int:
+    if config.max_length is not None:
+        return int(config.max_length)
     limit = getattr(tokenizer, "model_max_length", None)
     return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
 
 
 def tokenize_pair(tokenizer: Any, prompt: str, solution: str, answer: str | None,
-                  settings: TokenizeSettings, max_length: int) -> Tokenized | None:
+                  config: TokenizeConfig, max_length: int) -> Tokenized | None:
     """Tokenize one (prompt, solution); ``None`` when the row must be skipped as overlong."""
-    prompt_text = render_prompt(prompt, tokenizer, settings.prompt_format)
+    prompt_text = render_prompt(prompt, tokenizer, config.prompt_format)
     text = prompt_text + solution
-    add_special = not settings.prompt_format.chat_template
+    add_special = not config.prompt_format.chat_template
     ids, starts, ends = _encode_with_offsets(tokenizer, text, prompt_text, add_special)
     boundary = len(prompt_text)
     solution_start = next((i for i, end in enumerate(ends) if end > boundary and ends[i] > starts[i]), len(ids))
@@ -79,14 +82,14 @@ def tokenize_pair(tokenizer: Any, prompt: str, solution: str, answer: str | None
     answer_mask = [answer_span is not None and s < answer_span[1] and e > answer_span[0]
                    for s, e in zip(starts, ends)]
     eos = getattr(tokenizer, "eos_token_id", None)
-    if settings.score_eos and eos is not None:
+    if config.score_eos and eos is not None:
         ids.append(int(eos))
         answer_mask.append(False)
     truncated = False
     if len(ids) > max_length:
-        if settings.overlong == "error":
+        if config.overlong == "error":
             raise OverlongError(f"{len(ids)} tokens > max_length={max_length}")
-        if settings.overlong == "skip" or solution_start + 1 > max_length:
+        if config.overlong == "skip" or solution_start + 1 > max_length:
             return None
         ids, answer_mask, truncated = ids[:max_length], answer_mask[:max_length], True
     return Tokenized(ids=ids, solution_start=solution_start, answer_mask=answer_mask,

@@ -1,4 +1,4 @@
-"""Per-token weightings, frozen when the expert set is built (METHODS §2.3).
+"""Per-token weightings, frozen when the expert set is built (``docs/methods.md`` §1).
 
 Weights never depend on the checkpoint being scored: a weighting that moved with the model would change
 the metric's definition along training and break every fit over checkpoints. Each weighting is one

@@ -10,18 +10,18 @@ from evalcast.forecast.config import ClusterConfig, ForecastConfig, GateConfig
 from evalcast.forecast.gates import Reason
 from evalcast.forecast.inputs import Anchor, Checkpoints, Schedule, TaskInputs
 from evalcast.forecast.results import (
-                                       ClusterBreakdown,
-                                       ClusterForecast,
-                                       Curve,
-                                       FitData,
-                                       Forecast,
-                                       ProxyChoice,
-                                       TaskForecast,
+    ClusterBreakdown,
+    ClusterForecast,
+    FitData,
+    Forecast,
+    ForecastCurve,
+    ProxyChoice,
+    TaskForecast,
 )
 from evalcast.forecast.schedule import annealing_areas, lr_phases
 
 __all__ = [
-    "Anchor", "Checkpoints", "ClusterBreakdown", "ClusterConfig", "ClusterForecast", "Curve", "FitData", "Forecast",
-    "ForecastConfig", "GateConfig", "ProxyChoice", "Reason", "Schedule", "TaskForecast", "TaskInputs",
+    "Anchor", "Checkpoints", "ClusterBreakdown", "ClusterConfig", "ClusterForecast", "FitData", "Forecast",
+    "ForecastConfig", "ForecastCurve", "GateConfig", "ProxyChoice", "Reason", "Schedule", "TaskForecast", "TaskInputs",
     "annealing_areas", "forecast_run", "forecast_task", "lr_phases",
 ]

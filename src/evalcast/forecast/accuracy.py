@@ -1,4 +1,4 @@
-"""Step 2 of the forecast: accuracy against the loss-like proxy (METHODS §2.5.3).
+"""Step 2 of the forecast: accuracy against the loss-like proxy (``docs/methods.md`` §6).
 
 ``acc = g + (u − g)·F(k·(z − z0))`` with ``z`` the standardised proxy, F a link's CDF (logistic or
 normal) and the sign of ``k`` free, so the anchors decide which way accuracy moves with the proxy. ``g``
@@ -82,7 +82,7 @@ def fit_sigmoid(y: np.ndarray, pts: AccuracyPoints, g: float, ceiling: float, ce
                 link: str = "logit") -> AccuracyFit:
     """Step 2 with one link; raises :class:`Refusal` on a failed gate.
 
-    Fitted by Levenberg–Marquardt without bounds (about 10× faster than the bounded method); a free
+    Fitted by Levenberg–Marquardt without bounds (much faster than the bounded method); a free
     ceiling is kept inside [max observed, ceiling] by fitting it through a logistic transform.
 
     Also the compute-only baseline with ``y = log x`` and ``helper=False``: the helper point says "a

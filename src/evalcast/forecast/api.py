@@ -1,15 +1,11 @@
 """Entry points: :func:`forecast_task` and :func:`forecast_run`. They never raise.
 
 Choice of law: with an LR schedule the annealing law is used ("auto"), without one the power law in
-compute. Evidence from simulated runs (:mod:`.simulate`, 20 seeds, error of the final proxy value):
-
-* constant LR: the annealing law reduces to a power law in S1 ∝ steps (S2 = 0) and matched it
-  (mean error 0.011–0.013 from 25% and 50% of the run), so nothing is lost by always using it;
-* cosine decay, noise 0.4%: from 50% of the run the annealing law erred 0.020, the power law in compute
-  0.046 (biased, it cannot see the coming decay); from 25% both fail (0.21 and 0.09), because by then
-  the LR has fallen 15% and the annealing term is not identified. A backtest inside the window cannot
-  tell the laws apart either, so no per-run choice is made; the bootstrap (which refits C) carries the
-  uncertainty, and the proxy-interval gate refuses (it did in 20 of 20 such runs).
+compute. Under a constant LR the annealing law reduces to a power law in steps (S2 = 0), so nothing is
+lost by always using it; under a decaying LR the power law in compute cannot see the coming decay and is
+biased. Early in a decay the annealing term is not identified and a backtest inside the window cannot
+tell the laws apart either, so no per-run choice is made: the bootstrap (which refits C) carries the
+uncertainty, and the proxy-interval gate refuses such forecasts.
 
 A schedule whose decay lies wholly after the checkpoints (WSD before its cool-down) is refused unless
 ``GateConfig.refuse_unobserved_annealing`` is off.

@@ -1,4 +1,4 @@
-"""Baselines, in the same form as evalcast's forecast (METHODS §2.5.5).
+"""Baselines, in the same form as evalcast's forecast (``docs/methods.md`` §6).
 
 * ``compute_sigmoid``: ``g + (u − g)·σ(k·(log C − c0))`` fitted on the anchors.
 * ``compute_power``: Krajewski et al. 2025, ``−log((acc − g)/(u − g)) = A·(C/C0)^(−α)`` on the anchors.
@@ -19,7 +19,7 @@ from evalcast.forecast.gates import Reason, Refusal, check_anchors
 from evalcast.forecast.inputs import LOSS_PREFERENCE
 from evalcast.forecast.laws import neg_log_power, neg_log_power_jac, sigmoid
 from evalcast.forecast.prepare import Axis, as_series
-from evalcast.forecast.results import Curve, Forecast, refused
+from evalcast.forecast.results import Forecast, ForecastCurve, refused
 from evalcast.forecast.twostep import twostep_forecast
 
 
@@ -92,7 +92,8 @@ def last_value(axis: Axis, pts: AccuracyPoints) -> Forecast:
     i80 = (max(0.0, a - 1.2816 * se), min(1.0, a + 1.2816 * se))
     i95 = (max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se))
     n = axis.grid.size
-    curve = Curve(tuple(map(float, axis.grid)), (a,) * n, (i80[0],) * n, (i80[1],) * n, (i95[0],) * n, (i95[1],) * n)
+    curve = ForecastCurve(tuple(map(float, axis.grid)), (a,) * n, (i80[0],) * n, (i80[1],) * n, (i95[0],) * n,
+                          (i95[1],) * n)
     return Forecast(method, "ok", "", "last observed anchor accuracy; no extrapolation", final=a, interval80=i80,
                     interval95=i95, curve=curve, params={"index": float(pts.index[pts.n_anchors - 1])},
                     flags=("no_extrapolation",))

@@ -18,7 +18,7 @@ import numpy as np
 from evalcast.forecast.config import ForecastConfig
 from evalcast.forecast.gates import check_bootstrap, check_interval, check_monotone
 from evalcast.forecast.prepare import AnchorTable
-from evalcast.forecast.results import Curve, Forecast
+from evalcast.forecast.results import Forecast, ForecastCurve
 
 
 def block_residuals(resid: np.ndarray, n_boot: int, rng: np.random.Generator, block: int = 3) -> np.ndarray:
@@ -74,7 +74,7 @@ def summarise(method: str, x: np.ndarray, point: np.ndarray, reps: np.ndarray, g
     refusal = check_interval(float(bd["lo80"][-1]), float(bd["hi80"][-1]), g, u, cfg.gates)
     if refusal:
         return Forecast(method, "refused", refusal.reason.value, refusal.message, params=params, flags=tuple(flags))
-    curve = Curve(tuple(map(float, x)), tuple(map(float, point)), *(tuple(map(float, bd[k])) for k in
+    curve = ForecastCurve(tuple(map(float, x)), tuple(map(float, point)), *(tuple(map(float, bd[k])) for k in
                                                                       ("lo80", "hi80", "lo95", "hi95")))
     return Forecast(method, "ok", "", "forecast passed all quality gates", final=float(point[-1]),
                     interval80=(float(bd["lo80"][-1]), float(bd["hi80"][-1])),

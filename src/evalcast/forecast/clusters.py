@@ -1,4 +1,4 @@
-"""Per-difficulty-cluster forecasts, COD-style (METHODS §5, adapted to one run as in §5.2).
+"""Per-difficulty-cluster forecasts, COD-style, adapted to one run (``docs/methods.md`` §6).
 
 Questions are clustered by their outcome trajectories: pass@1 at each anchor, densified with the probe's
 predictions at evenly spaced checkpoints when the probe covers every question. MeanShift with a bandwidth

@@ -1,18 +1,25 @@
-"""Configuration of the forecasters (frozen dataclasses; defaults follow METHODS §8)."""
+"""Configuration of forecasts: what the monitor forecasts, the forecasters' settings, their quality gates.
+
+The methods behind each setting are described in ``docs/methods.md``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from evalcast.validation import Rule, above, at_least, between, check_config, each, non_empty
 
 LawChoice = Literal["auto", "power", "annealing"]
 AccuracySource = Literal["anchors", "probe", "both"]
 ClusterLaw = Literal["twostep", "cod"]
+LINKS = ("logit", "probit", "cloglog", "loglog")
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Quality gates: a forecast failing any of them is refused with a reason (METHODS §8)."""
+    """Quality gates: a forecast failing any of them is refused with a reason."""
 
     min_points: int = 5
     """Fewest proxy points in the fit window."""
@@ -29,10 +36,7 @@ class GateConfig:
     max_proxy_interval_frac: float = 0.25
     """Widest allowed 80% interval of the final *proxy* value, as a fraction of the proxy's in-window
     range. The accuracy interval alone misses a proxy extrapolated into the sigmoid's flat top (all
-    replicates near the ceiling, confidently wrong). On simulated runs this ratio was 0.03–0.10 wherever
-    the forecast was good (constant LR, cosine from 50%, WSD after its cool-down started) and 0.55–1.09
-    from 25% of a cosine run, where the annealing term is not identified (final proxy off by 0.2 of
-    its range)."""
+    replicates near the ceiling, confidently wrong); this gate catches it (``docs/methods.md``)."""
     monotone_tol: float = 1e-3
     """Largest reversal of the forecast curve (accuracy units) still counted as monotone."""
     bound_rtol: float = 1e-3
@@ -44,12 +48,19 @@ class GateConfig:
     drop of the decay cannot be estimated yet, so a forecast would silently leave it out. False
     publishes that conditional forecast, flagged ``annealing_unobserved``."""
 
+    def __post_init__(self) -> None:
+        check_config(self, min_points=at_least(2), min_compute_range=at_least(1), min_anchors=at_least(1),
+                     min_anchor_range_se=at_least(0), min_r2=between(0, 1), max_interval80_frac=above(0),
+                     max_proxy_interval_frac=above(0), monotone_tol=at_least(0), bound_rtol=at_least(0),
+                     min_bootstrap_success=between(0, 1))
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Per-difficulty-cluster forecasts (COD-style, METHODS §5)."""
+    """Per-difficulty-cluster forecasts (COD-style)."""
 
     enabled: bool = True
+    """Break each forecast down by difficulty cluster."""
     law: ClusterLaw = "twostep"
     """"twostep": each cluster's own sigmoid on the task proxy curve (follows the LR schedule);
     "cod": ``g + (1 − g)·exp(−a·C^(−b) − c)`` against compute."""
@@ -58,23 +69,50 @@ class ClusterConfig:
     min_cluster_size: int = 5
     """Clusters smaller than ``max(min_cluster_size, min_cluster_frac·Q)`` are outliers."""
     min_cluster_frac: float = 0.05
+    """See ``min_cluster_size``."""
     max_anchors_for_bins: int = 4
     """With this many anchors or fewer, use quantile bins of the first informative anchor instead."""
     n_bins: int = 3
+    """Quantile bins used instead of clusters (see ``max_anchors_for_bins``)."""
     non_emergent_margin: float = 0.02
     """A cluster whose accuracy never exceeds ``g + margin`` is non-emergent (last value, flagged)."""
     probe_columns: int = 10
     """Probe checkpoints (evenly spaced) added to each question's anchor trajectory for clustering."""
     n_seeds: int = 10
-    """MeanShift seeds: questions evenly spaced in mean pass rate (seeding every question costs ~20×)."""
+    """MeanShift seeds: questions evenly spaced in mean pass rate (seeding every question costs far more)."""
+
+    def __post_init__(self) -> None:
+        check_config(self, bandwidth_quantile=between(0, 1, low_open=True), min_cluster_size=at_least(1),
+                     min_cluster_frac=between(0, 1, high_open=True), max_anchors_for_bins=at_least(0),
+                     n_bins=at_least(1), non_emergent_margin=at_least(0), probe_columns=at_least(0),
+                     n_seeds=at_least(1))
+
+
+DEFAULT_PROXIES = (
+    "nll", "prob", "entropy", "top1", "top5", "log_rank", "recip_rank", "margin", "excess_surprisal", "bpb",
+    "greedy_match", "answer_match", "pair_accuracy", "nll.rarity", "top1.rarity", "nll.answer", "top1.answer",
+    "prob.traj", "top1.late",
+)
 
 
 @dataclass(frozen=True)
 class ForecastConfig:
-    """All settings of :func:`evalcast.forecast.forecast_task`."""
+    """What the monitor forecasts and how: ``Monitor(forecast=ForecastConfig(...))``, or ``None`` for no
+    forecasts. The fields from ``n_bootstrap`` on are the settings of
+    :func:`evalcast.forecast.forecast_task`."""
 
+    every: int = 1
+    """Forecast at every ``every``-th evaluation (a forecast costs about a second per task)."""
+    proxies: tuple[str, ...] = DEFAULT_PROXIES
+    """Candidate proxy metrics per task; the forecaster picks one by rolling backtest."""
+    chance: Mapping[str, float] = field(default_factory=dict)
+    """Per-task floor of accuracy (default 0: open generation; 1/K for K-way multiple choice)."""
+    ceiling: Mapping[str, float] = field(default_factory=dict)
+    """Per-task ceiling of accuracy (default 1)."""
     n_bootstrap: int = 200
+    """Bootstrap replicates behind the intervals."""
     seed: int = 0
+    """Seed of the bootstrap."""
     smooth_window: int = 5
     """Moving-average window over checkpoint proxies. It decides a proxy's direction and gives its value
     at anchors before the fit window; the law itself is fitted to the raw series (see ``fit_proxy``)."""
@@ -91,18 +129,13 @@ class ForecastConfig:
     model_error: float = 0.02
     """Accuracy-scale error of the fitted law itself, added in quadrature to each anchor's binomial SE for
     its weight. Without it, anchors near the floor (SE → 0) outweigh the rest and fix the sigmoid's tail,
-    whose shape is the part the data do not pin down (80% coverage 0.82 → 0.90 and MAE 0.021 → 0.018 on
-    the coverage test's runs)."""
+    whose shape is the part the data do not pin down."""
     probe_weight: float = 0.25
     """Total weight of probe points relative to the total anchor weight (source "both")."""
     links: tuple[str, ...] = ("logit", "probit")
     """Links of the accuracy~proxy sigmoid ("logit", "probit", "cloglog", "loglog"): the forecast averages
     them and the bootstrap pools their replicates, since a few anchors low on the curve do not identify
-    the link. Simulated runs (constant LR, 10–20 seeds per layout): the logistic alone over-forecast by
-    0.03 with 80% coverage 0.45 when 5 anchors sat at 10–50% of the run; logit+probit erred 0.018 with
-    coverage 0.90 there and 0.90–1.00 with 9 anchors spread over the run, but only 0.2–0.6 when 5 of 9
-    anchors sat in the first 10% (the tail then fixes the shape); all four links gave 0.8 there and
-    1.0 (too wide) in the sparse layouts."""
+    the link (``docs/methods.md``)."""
     free_ceiling_above: float = 0.5
     """Free the ceiling u (with the ladder's helper point) once observed accuracy exceeds this · u."""
     default_proxy: str = "nll"
@@ -114,7 +147,25 @@ class ForecastConfig:
     backtest_origins: int = 3
     """Most rolling origins per candidate, spread evenly from the third anchor to the last but one."""
     curve_points: int = 60
+    """Points of the forecast curve between the last checkpoint and the end of the budget."""
     kstep: int = 6
     """Gauss–Newton steps per bootstrap replicate (k-step bootstrap)."""
     gates: GateConfig = field(default_factory=GateConfig)
+    """When a forecast is refused."""
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
+    """The per-difficulty breakdown."""
+
+    def __post_init__(self) -> None:
+        check_config(self, every=at_least(1), proxies=non_empty(), chance=each(between(0, 1, high_open=True)),
+                     ceiling=each(between(0, 1, low_open=True)), n_bootstrap=at_least(1), seed=at_least(0),
+                     smooth_window=at_least(1), skip_fraction=between(0, 1, high_open=True),
+                     huber_delta=above(0), annealing_decay=between(0, 1, low_open=True, high_open=True),
+                     model_error=at_least(0), probe_weight=at_least(0),
+                     links=Rule(f"non-empty, each one of {LINKS}", lambda v: bool(v) and set(v) <= set(LINKS)),
+                     free_ceiling_above=between(0, 1, low_open=True), default_proxy=non_empty(),
+                     max_candidates=at_least(1), min_backtest_anchors=at_least(2), backtest_origins=at_least(1),
+                     curve_points=at_least(2), kstep=at_least(1))
+        bad = [g for g in self.chance if self.chance[g] >= self.ceiling.get(g, 1.0)]
+        if bad:
+            raise ValueError(f"ForecastConfig.chance: the floor of {bad[0]!r} is not below its ceiling "
+                             f"({self.chance[bad[0]]} >= {self.ceiling.get(bad[0], 1.0)}); allowed: chance < ceiling")

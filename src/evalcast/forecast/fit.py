@@ -1,15 +1,15 @@
 """Robust fitting helpers: smoothing, the proxy-law fit, bounded curve fits, and batched refits.
 
-* :func:`fit_proxy_law` — Huber (δ = 1e−3) on log residuals, bounded L-BFGS-B (METHODS §8). Its
+* :func:`fit_proxy_law` — Huber (δ = 1e−3) on log residuals, bounded L-BFGS-B. Its
   multi-start grid is a variable projection: for each α on a log grid the linear parameters
   ``(E, A, C)`` are solved exactly by box-constrained least squares on relative residuals
-  (:func:`bounded_lstsq`), and the best grid points are polished with L-BFGS-B. This is global in α;
-  a blind 12-start L-BFGS-B grid took ~130 ms per fit, this takes ~10 ms.
+  (:func:`bounded_lstsq`), and the best grid points are polished with L-BFGS-B. This is global in α,
+  and cheaper than a blind multi-start L-BFGS-B grid.
 * :func:`fit_curve` — ``curve_fit`` over several initialisations; an ``OptimizeWarning`` (covariance not
-  estimable) or a ``RuntimeError`` counts as a failed start (METHODS §9.12).
+  estimable) or a ``RuntimeError`` counts as a failed start.
 * :func:`kstep_refit` — the k-step bootstrap (Andrews 2002, Econometrica 70:119): each replicate takes
-  a few damped Gauss–Newton/IRLS steps from the full-sample estimate, vectorised over replicates.
-  Full refits cost ~5 ms each (≈2 s per task for 200 replicates × 2 fits); k steps cost ~1 ms for all.
+  a few damped Gauss–Newton/IRLS steps from the full-sample estimate, vectorised over replicates, at a
+  small fraction of the cost of a full refit per replicate.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def bounded_lstsq(design: np.ndarray, targets: np.ndarray, lo: np.ndarray,
     ``design`` is ``(G, n, p)``, ``targets`` ``(B, n)``. The optimum of a convex quadratic over a box is
     the unconstrained optimum of one of its faces, so every face (each parameter free, at its lower or
     at its finite upper bound) is solved and the best feasible solution kept: at most 3^p tiny solves
-    per design, all vectorised (~1 ms for 25 designs where ``scipy.optimize.lsq_linear`` takes ~40 ms).
+    per design, all vectorised (much cheaper than ``scipy.optimize.lsq_linear`` design by design).
     Returns solutions ``(B, G, p)`` and costs ``0.5·|design·x − target|²`` ``(B, G)``.
     """
     g, _, p = design.shape
@@ -184,8 +184,8 @@ def fit_curve(f: Callable[..., np.ndarray], x: np.ndarray, y: np.ndarray, sigma:
               jac: Callable[..., np.ndarray] | None = None) -> tuple[np.ndarray, float] | None:
     """Weighted ``curve_fit`` over several inits; returns ``(params, χ²)`` of the best clean fit or None.
 
-    Without ``bounds`` the Levenberg–Marquardt method is used (about 10× faster than the bounded
-    trust-region one); callers then check the result against their own limits.
+    Without ``bounds`` the Levenberg–Marquardt method is used (much faster than the bounded trust-region
+    one); callers then check the result against their own limits.
     """
     best: tuple[np.ndarray, float] | None = None
     for p0 in inits:

@@ -1,4 +1,4 @@
-"""Quality gates: no forecast is better than a garbage forecast (METHODS §8).
+"""Quality gates: no forecast is better than a garbage forecast (``docs/methods.md`` §6).
 
 Each check returns None when it passes, else a :class:`Refusal` with a machine-readable code from
 :class:`Reason` and a sentence saying what was wrong and why it blocks the forecast.

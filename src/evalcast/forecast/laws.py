@@ -5,13 +5,13 @@ replicates) and returns values of shape ``(n,)`` or ``(B, n)``; its Jacobian add
 
 * ``proxy_law``: the loss-like proxy against training progress,
   ``y = E + A·t1^(−α) − C·t2``. With ``t1 = C/C0`` and ``C ≡ 0`` this is the power law with asymptote
-  (METHODS §2.5); with ``t1 = S1/S1_0`` (area under the LR curve) and ``t2 = S2/S2_end`` (annealing area)
+  (``docs/methods.md`` §6); with ``t1 = S1/S1_0`` (area under the LR curve) and ``t2 = S2/S2_end`` (annealing area)
   it is the learning-rate-annealing law of Tissue et al. 2024 (arXiv 2408.11029), where ``C`` is then the
   loss drop that annealing adds by the end of the budget.
 * ``sigmoid``: accuracy against the normalised proxy ``z``, ``g + (u − g)·σ(k·(z − z0))`` (or with the
   normal CDF in place of σ, the probit link).
-* ``cod``: the COD per-cluster form against compute, ``g + (1 − g)·exp(−a·t^(−b) − c)`` (METHODS §5.1).
-* ``neg_log_power``: the compute-only power-law baseline (METHODS §2.5 (i)).
+* ``cod``: the COD per-cluster form against compute, ``g + (1 − g)·exp(−a·t^(−b) − c)``.
+* ``neg_log_power``: the compute-only power-law baseline.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class Axis:
 
 
 def build_axis(inputs: TaskInputs, cfg: ForecastConfig) -> Axis:
-    """Validate the checkpoints and schedule; choose the law (METHODS §12 and the module docs of ``api``)."""
+    """Validate the checkpoints and schedule; choose the law (see the module docs of ``api``)."""
     ck = inputs.checkpoints
     try:
         x = np.asarray(ck.x, dtype=float).reshape(-1)

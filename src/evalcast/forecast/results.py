@@ -30,7 +30,7 @@ def _rfs(vs: Sequence[Any]) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
-class Curve:
+class ForecastCurve:
     """Forecast along the compute axis: point forecast and 80% / 95% bands."""
 
     x: tuple[float, ...]
@@ -44,7 +44,7 @@ class Curve:
         return {k: _fs(getattr(self, k)) for k in ("x", "mean", "lo80", "hi80", "lo95", "hi95")}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Curve:
+    def from_dict(cls, d: Mapping[str, Any]) -> ForecastCurve:
         return cls(**{k: _rfs(d.get(k, ())) for k in ("x", "mean", "lo80", "hi80", "lo95", "hi95")})
 
 
@@ -63,7 +63,7 @@ class Forecast:
     final: float | None = None
     interval80: tuple[float, float] | None = None
     interval95: tuple[float, float] | None = None
-    curve: Curve | None = None
+    curve: ForecastCurve | None = None
     params: Mapping[str, float] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
 
@@ -91,7 +91,7 @@ class Forecast:
             method=d["method"], status=d["status"], reason=d.get("reason", ""), message=d.get("message", ""),
             final=None if d.get("final") is None else float(d["final"]),
             interval80=pair(d.get("interval80")), interval95=pair(d.get("interval95")),
-            curve=Curve.from_dict(d["curve"]) if d.get("curve") else None,
+            curve=ForecastCurve.from_dict(d["curve"]) if d.get("curve") else None,
             params={k: _rf(v) for k, v in d.get("params", {}).items()},
             flags=tuple(d.get("flags", ())),
         )

@@ -1,4 +1,4 @@
-"""Proxy selection by rolling backtest (METHODS §2.4.1), not by correlation.
+"""Proxy selection by rolling backtest, not by correlation (``docs/methods.md`` §6).
 
 Inside one run nearly every proxy trends with training, so all of them correlate with accuracy. What
 matters is which one *forecasts*: for each candidate and rolling origin j, the two-step pipeline is fitted
@@ -28,7 +28,7 @@ from evalcast.forecast.prepare import Axis
 from evalcast.forecast.results import ProxyChoice
 from evalcast.forecast.twostep import fit_proxy, proxy_scale
 
-#: Base statistics from simplest to most elaborate (METHODS §2.2); weighted variants ("prob.rarity") rank
+#: Base statistics from simplest to most elaborate; weighted variants ("prob.rarity") rank
 #: after their base statistic.
 SIMPLICITY = ("nll", "prob", "top1", "topk", "log_rank", "recip_rank", "rank", "margin", "entropy",
               "excess_surprisal", "greedy_match", "pair_accuracy")

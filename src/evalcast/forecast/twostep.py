@@ -1,6 +1,6 @@
 """The two-step forecast: proxy ~ compute (step 1 here), accuracy ~ proxy (:mod:`.accuracy`), composed.
 
-Step 1 (METHODS §2.5.2, §12). The proxy is turned into a decreasing, positive "loss-like" series
+Step 1 (``docs/methods.md`` §6). The proxy is turned into a decreasing, positive "loss-like" series
 ``y = sign·m + offset`` whose direction is learned from its trend over checkpoints, never from its name:
 a falling positive series is kept; a rising series bounded in [0, 1] becomes ``1 − m``; anything else
 is sign-aligned and shifted so that its floor may lie one observed range below its minimum. The earliest

@@ -19,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from evalcast.data.formatting import PromptFormat
+from evalcast.data.formatting import PromptConfig
 from evalcast.stats.head import max_positions
+from evalcast.validation import Rule, above, at_least, between, check_config, each
 
 
 @dataclass(frozen=True)
@@ -30,42 +31,40 @@ class DecodeConfig:
     greedy: bool = True
     """Greedy decoding (one completion per question); False samples with ``temperature``/``top_p``/``top_k``."""
     temperature: float = 1.0
+    """Sampling temperature (> 0)."""
     top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens with this much probability (1: off)."""
     top_k: int = 0
     """Top-k filter when sampling; 0 turns it off (transformers would otherwise apply 50)."""
     n: int = 1
     """Completions per question."""
     max_new_tokens: int = 256
+    """Longest completion, in tokens."""
     stop: tuple[str, ...] = ()
     """Generation ends at the first of these strings; the completion is cut before it."""
     batch_size: int = 8
     """Sequences (question x sample) per ``generate`` call."""
     seed: int = 0
     """Seed of the forked RNG that sampling draws from."""
-    prompt_format: PromptFormat = field(default_factory=PromptFormat)
+    prompt_format: PromptConfig = field(default_factory=PromptConfig)
+    """How prompts are rendered (replaced by the expert set's in anchors)."""
     ks: tuple[int, ...] = (1,)
     """pass@k values to report (each at most ``n``)."""
     synced_gpus: bool = False
     """Pass to ``generate`` under FSDP / ZeRO-3: every rank must then make the same number of calls,
     so give every rank the same number of questions."""
     progress: bool = True
+    """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stop", tuple(self.stop))
-        object.__setattr__(self, "ks", tuple(self.ks))
-        checks = {
-            "n": self.n >= 1, "max_new_tokens": self.max_new_tokens >= 1, "batch_size": self.batch_size >= 1,
-            "temperature": self.temperature > 0, "top_p": 0 < self.top_p <= 1, "top_k": self.top_k >= 0}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"DecodeConfig.{name}={getattr(self, name)!r} is out of range")
+        check_config(self, temperature=above(0), top_p=between(0, 1, low_open=True), top_k=at_least(0),
+                     n=at_least(1), max_new_tokens=at_least(1), batch_size=at_least(1), seed=at_least(0),
+                     stop=each(Rule("a non-empty string", bool)),
+                     ks=Rule(f"non-empty, each k in 1..n={self.n}", lambda ks: bool(ks) and all(1 <= k <= self.n
+                                                                                              for k in ks)))
         if self.greedy and self.n != 1:
-            raise ValueError(f"greedy decoding gives {self.n} identical completions; use n=1 or greedy=False")
-        if not all(isinstance(s, str) and s for s in self.stop):
-            raise ValueError(f"DecodeConfig.stop must hold non-empty strings, got {self.stop!r}")
-        bad = [k for k in self.ks if not 1 <= k <= self.n]
-        if bad or not self.ks:
-            raise ValueError(f"DecodeConfig.ks={self.ks!r}: each k must be in 1..n={self.n}")
+            raise ValueError(f"DecodeConfig.n={self.n}: greedy decoding gives n identical completions; use n=1 or "
+                             "greedy=False")
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Generation:
     tokens: tuple[int, ...]
 
 
-def encode_prompt(tokenizer: Any, text: str, fmt: PromptFormat) -> list[int]:
+def encode_prompt(tokenizer: Any, text: str, fmt: PromptConfig) -> list[int]:
     """Token ids of a rendered prompt: the tokenizer's own special-token policy, none added to chat text."""
     return list(tokenizer(text, add_special_tokens=not fmt.chat_template)["input_ids"])
 

@@ -1,4 +1,4 @@
-"""The unbiased pass@k estimator (Chen et al. 2021, METHODS §9.15)."""
+"""The unbiased pass@k estimator (Chen et al. 2021)."""
 
 from __future__ import annotations
 

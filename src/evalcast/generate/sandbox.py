@@ -48,6 +48,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from evalcast.validation import above, at_least, check_config, non_empty
+
 #: Sandboxed programs run as uid ``SANDBOX_UID_BASE + k`` when evalcast runs as root.
 SANDBOX_UID_BASE = 1 << 30
 CHILD = Path(__file__).with_name("_sandbox_child.py")
@@ -86,9 +88,8 @@ class SandboxConfig:
     """Interpreter that runs the program (started with ``-I``)."""
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "cpu_s", "memory_mb", "output_bytes", "max_processes", "workers"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SandboxConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        check_config(self, timeout_s=above(0), cpu_s=at_least(1), memory_mb=at_least(1), output_bytes=at_least(1),
+                     max_processes=at_least(1), workers=at_least(1), python=non_empty())
 
 
 @dataclass(frozen=True)

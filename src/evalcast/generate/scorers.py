@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from evalcast.data.formatting import PromptFormat, render_prompt
+from evalcast.data.formatting import PromptConfig, render_prompt
 from evalcast.data.records import ExpertRecord
 from evalcast.generate.sandbox import SandboxConfig, SandboxResult, run_programs
 
@@ -162,7 +162,7 @@ class CodeExecutionScorer(Scorer):
 
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     include_prompt: bool = True
-    prompt_format: PromptFormat = field(default_factory=PromptFormat)
+    prompt_format: PromptConfig = field(default_factory=PromptConfig)
 
     def __post_init__(self) -> None:
         if self.include_prompt and self.prompt_format.chat_template:

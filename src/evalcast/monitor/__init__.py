@@ -2,11 +2,9 @@
 
 from evalcast.monitor.anchors import AnchorConfig
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
+from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped
 from evalcast.monitor.exchange import Decision
-from evalcast.monitor.forecasting import ForecastSettings
-from evalcast.monitor.isolation import RngState, isolated
-from evalcast.monitor.monitor import Evaluation, EvaluationSkipped, Monitor
-from evalcast.monitor.run_store import RunStore
+from evalcast.monitor.monitor import Monitor
 
-__all__ = ["AnchorConfig", "Budget", "Decision", "Evaluation", "EvaluationSkipped", "ForecastSettings", "Monitor",
-           "MonitorConfig", "RngState", "RunStore", "TrainingContext", "isolated"]
+__all__ = ["AnchorConfig", "Budget", "Decision", "Evaluation", "EvaluationSkipped", "Monitor", "MonitorConfig",
+           "TrainingContext"]

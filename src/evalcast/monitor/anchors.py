@@ -3,8 +3,8 @@
 Anchors give the probe its labels and the accuracy~proxy fit its points. They cost what a generative
 evaluation costs, so they run on a schedule the user sets: every Nth evaluation, at listed steps,
 and/or while their cumulative wall time stays inside a budget in seconds. The question subset (the
-*probe questions*, default ≤ 256, stratified by task) is fixed by hashing record ids, so it is the
-same on every rank and after every restart.
+*anchor questions*, default ≤ 256, stratified by task; the probe reads their features at every
+checkpoint) is fixed by hashing record ids, so it is the same on every rank and after every restart.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 from torch import nn
@@ -21,42 +20,44 @@ from evalcast.data.expert_set import ExpertSet
 from evalcast.data.records import ExpertRecord
 from evalcast.data.table import EXPERT
 from evalcast.generate import DecodeConfig, QuestionResult, evaluate_generative
+from evalcast.runs.record import Record
+from evalcast.validation import above, at_least, check_config, each
 
 
 @dataclass(frozen=True)
 class AnchorConfig:
-    """When and how anchors run.
-
-    every: run an anchor at every ``every``-th evaluation, the first included (1 = every save; ``None``
-        = not by count).
-    steps: also at these training steps.
-    budget_s: skip scheduled anchors once their cumulative wall time plus the last anchor's would exceed
-        this many seconds.
-    questions: size of the probe/anchor question subset (stratified by task).
-    decode: decoding of the anchor evaluation; its prompt format is replaced by the expert set's, so
-        generation starts from exactly the prompts whose features the probe reads.
-    """
+    """When and how anchors run: ``Monitor(anchors=AnchorConfig(...))``."""
 
     every: int | None = 4
+    """Run an anchor at every ``every``-th evaluation, the first included (1: every save; None: not by count)."""
     steps: tuple[int, ...] = ()
+    """Also at these training steps."""
     budget_s: float | None = None
+    """Skip scheduled anchors once their cumulative wall time plus the last anchor's would exceed this many
+    seconds."""
     questions: int = 256
+    """Size of the anchor question subset (stratified by task)."""
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_new_tokens=256, progress=False))
+    """Decoding of the anchor evaluation; its prompt format is replaced by the expert set's, so generation
+    starts from exactly the prompts whose features the probe reads."""
+
+    def __post_init__(self) -> None:
+        check_config(self, every=at_least(1), steps=each(at_least(0)), budget_s=above(0), questions=at_least(1))
 
 
-def anchor_due(config: AnchorConfig, step: int, history: Sequence[dict[str, Any]]) -> bool:
+def anchor_due(config: AnchorConfig, step: int, history: Sequence[Record]) -> bool:
     """Whether the evaluation at ``step`` runs an anchor, from the run's history alone (so a resumed or
     rewound run schedules exactly as an uninterrupted one)."""
-    done = [r for r in history if r["step"] < step]
+    done = [r for r in history if r.step < step]
     wanted = step in config.steps or (config.every is not None and len(done) % config.every == 0)
     if wanted and config.budget_s is not None:
-        costs = [r["anchor"]["seconds"] for r in done if "anchor" in r]
+        costs = [r.anchor.seconds for r in done if r.anchor is not None]
         wanted = sum(costs) + (costs[-1] if costs else 0.0) <= config.budget_s
     return wanted
 
 
-def probe_questions(experts: ExpertSet, limit: int) -> np.ndarray:
-    """Table rows of the probe questions: up to ``limit`` expert sequences, spread over tasks by share."""
+def anchor_questions(experts: ExpertSet, limit: int) -> np.ndarray:
+    """Table rows of the anchor questions: up to ``limit`` expert sequences, spread over tasks by share."""
     table = experts.table
     rows = np.flatnonzero(table.kind == EXPERT)
     tasks = np.array([experts.records[table.record_index[i]].task for i in rows])
@@ -80,7 +81,7 @@ def shard(items: Sequence[int], rank: int, world: int) -> tuple[list[int], int]:
 
 def run_anchor(model: nn.Module, experts: ExpertSet, rows: Sequence[int], config: AnchorConfig, *, rank: int,
                world: int, synced: bool) -> tuple[list[QuestionResult], int]:
-    """Generate and score this rank's share of the probe questions (padding shares under ``synced``).
+    """Generate and score this rank's share of the anchor questions (padding shares under ``synced``).
 
     Returns the per-question results and the number of tokens generated.
     """
@@ -92,7 +93,7 @@ def run_anchor(model: nn.Module, experts: ExpertSet, rows: Sequence[int], config
         padded = records + [replace(filler, id=f"__evalcast_filler_{k}") for k in range(size - len(records))]
     if not padded:
         return [], 0
-    decode = replace(config.decode, prompt_format=experts.settings.prompt_format, synced_gpus=synced)
+    decode = replace(config.decode, prompt_format=experts.config.prompt_format, synced_gpus=synced)
     result = evaluate_generative(model, experts.tokenizer, padded, config=decode)
     return list(result.questions[:len(records)]), result.tokens_generated
 

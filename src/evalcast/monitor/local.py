@@ -1,14 +1,12 @@
 """The part of a checkpoint every rank runs on its own share: the pass, the probe features, the anchor.
 
-Everything here happens inside :func:`~evalcast.monitor.isolation.isolated` and ends in a picklable
+Everything here happens inside :func:`~evalcast.stats.isolation.isolated` and ends in a picklable
 :class:`LocalResult` (or the error the rank hit), which the exchange carries to rank 0.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,27 +15,27 @@ import torch
 from torch import nn
 
 from evalcast.data.expert_set import ExpertSet
+from evalcast.errors import ErrorPolicy
 from evalcast.monitor.anchors import AnchorConfig, needs_synced_generation, run_anchor
 from evalcast.monitor.config import MonitorConfig, TrainingContext
 from evalcast.stats.features import FeatureTap
 from evalcast.stats.forward import StatsTap, run_forward
 from evalcast.stats.head import OutputHead
 
-logger = logging.getLogger("evalcast")
-
 
 @dataclass(frozen=True)
 class LocalPlan:
-    """What this checkpoint runs (the same on every rank)."""
+    """What this checkpoint runs (the same on every rank): features of the anchor questions (their table
+    rows; None without a probe), token features for an attention probe, and the anchor if one is due."""
 
-    probe_rows: np.ndarray | None
+    question_rows: np.ndarray | None
     capture_tokens: bool
     anchor: AnchorConfig | None
 
 
 @dataclass
 class LocalResult:
-    """One rank's share of a checkpoint: sums for the sequences it scored, features of its probe
+    """One rank's share of a checkpoint: sums for the sequences it scored, features of its anchor
     questions, anchor results of its share of questions, or the error it hit."""
 
     rank: int
@@ -66,8 +64,8 @@ def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: Mo
     plans = experts.batches(max_tokens=config.max_tokens, pad_multiple=config.pad_multiple,
                             max_batch_size=config.max_batch_size, world_size=world, rank=rank)
     stats = StatsTap(experts, head, config.stats, device)
-    features = (FeatureTap(rows=plan.probe_rows, capture_tokens=plan.capture_tokens)
-                if plan.probe_rows is not None else None)
+    features = (FeatureTap(rows=plan.question_rows, capture_tokens=plan.capture_tokens)
+                if plan.question_rows is not None else None)
     result = run_forward(model, experts, plans, stats, [features] if features else [], device=device,
                          autocast_dtype=ctx.autocast_dtype, progress=config.progress and rank == 0)
     rows = np.flatnonzero(result.scored)
@@ -77,17 +75,16 @@ def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: Mo
     if features is not None:
         local.feature_slots, local.feature_last, local.feature_mean, local.feature_tokens = features.collect()
         local.feature_layers = tuple(features.layers or ())
-    if plan.anchor is not None and plan.probe_rows is not None:
+    if plan.anchor is not None and plan.question_rows is not None:
         started = time.perf_counter()
-        try:  # a failed anchor costs its labels, not the checkpoint's proxies
+        # a failed anchor costs its labels, not the checkpoint's proxies: recorded, never re-raised
+        with ErrorPolicy().guard(f"anchor evaluation at step {ctx.step} on rank {rank}", reraise=False) as failure:
             with torch.autocast(device.type, dtype=ctx.autocast_dtype, enabled=ctx.autocast_dtype is not None):
-                questions, local.anchor_tokens = run_anchor(model, experts, plan.probe_rows.tolist(), plan.anchor,
+                questions, local.anchor_tokens = run_anchor(model, experts, plan.question_rows.tolist(), plan.anchor,
                                                             rank=rank, world=world,
                                                             synced=needs_synced_generation(model, world))
             local.anchor_questions = [q.to_json() for q in questions]
-        except Exception as exc:
-            logger.error("evalcast: anchor evaluation at step %d failed on rank %d.\n%s", ctx.step, rank,
-                         traceback.format_exc())
-            local.anchor_error = f"rank {rank}: {type(exc).__name__}: {exc}"
+        if failure:
+            local.anchor_error = f"rank {rank}: {failure.message}"
         local.anchor_seconds = time.perf_counter() - started
     return local

@@ -12,7 +12,9 @@ from evalcast.data.expert_set import ExpertSet
 from evalcast.data.table import EXPERT
 from evalcast.monitor.local import LocalResult
 from evalcast.pairs.margins import pair_margins, pair_metrics
+from evalcast.probe.live import QUESTION_PROXIES, question_proxies
 from evalcast.proxy.aggregate import GroupIndex, aggregate, metric_name
+from evalcast.stats.features import CheckpointFeatures
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,22 @@ def example_arrays(experts: ExpertSet, stat_names: Sequence[str], merged: Checkp
     ids = np.array([experts.records[r].id for r in table.record_index[rows]])
     return {"id": ids, "stats": means.astype(np.float32), "tokens": merged.tokens[rows].astype(np.int32),
             "stat_names": np.array(stat_names)}
+
+
+def merge_features(payloads: Sequence[LocalResult], ids: Sequence[str],
+                   examples: dict[str, np.ndarray]) -> CheckpointFeatures:
+    """Every anchor question's features, merged from the ranks' slots, in question order, with its own
+    teacher-forced statistics from ``examples`` (the per-example arrays of this checkpoint)."""
+    parts = [p for p in payloads if p.feature_slots is not None and len(p.feature_slots)]
+    slots = np.concatenate([p.feature_slots for p in parts])
+    order = np.argsort(slots)
+    if not np.array_equal(slots[order], np.arange(len(ids))):
+        raise RuntimeError(f"probe features cover {len(set(slots.tolist()))} of {len(ids)} questions")
+    last = np.concatenate([p.feature_last for p in parts])[order]
+    mean = np.concatenate([p.feature_mean for p in parts])[order]
+    tokens = None
+    if all(p.feature_tokens is not None for p in parts):
+        flat = [t for p in parts for t in p.feature_tokens]
+        tokens = [flat[i] for i in order]
+    return CheckpointFeatures(ids=list(ids), layers=parts[0].feature_layers, last=last, mean=mean, tokens=tokens,
+                              proxies=question_proxies(examples, ids), proxy_names=QUESTION_PROXIES)

@@ -1,4 +1,4 @@
-"""Discriminative pairs: does the model prefer the expert solution to a minimally flawed one? (METHODS §4)
+"""Discriminative pairs: does the model prefer the expert solution to a minimally flawed one? (``docs/methods.md`` §4)
 
 For a prompt x, the expert response r⁺ and a flawed response r⁻ (wrong answer, corrupted step, broken
 format), the score of a response is its per-byte log-likelihood s(r) = Σ_t log p(r_t | x, r_<t) / bytes(r)

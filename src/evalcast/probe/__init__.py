@@ -1,4 +1,4 @@
-"""Hidden-state probe of per-question pass@1, trained on sparse anchor labels (METHODS §3).
+"""Hidden-state probe of per-question pass@1, trained on sparse anchor labels (``docs/methods.md`` §3).
 
 Features come from :class:`evalcast.stats.features.FeatureTap` in the proxy forward pass;
 :class:`ProbeTrainer` is the stateful object the monitor holds (``add_anchor`` / ``predict`` /

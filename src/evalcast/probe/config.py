@@ -1,11 +1,13 @@
-"""Probe configuration (METHODS §3.2, §8): frozen, JSON-round-trippable dataclasses."""
+"""Probe configuration: frozen, JSON-round-trippable dataclasses (the probe is described in ``docs/methods.md``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
+
+from evalcast.validation import Rule, above, at_least, between, check_config, each
 
 ProbeKind = Literal["logistic", "mlp", "attention"]
 Pooling = Literal["last", "mean"]
@@ -24,22 +26,22 @@ class NetConfig:
     heads: int = 4
     """Attention probe: learned queries, one per head, over the prompt tokens."""
     lr: float = 3e-3
+    """AdamW learning rate."""
     weight_decay: float = 1e-2
+    """AdamW weight decay."""
     batch_size: int = 64
+    """Training rows per step."""
     max_epochs: int = 200
+    """Most passes over the training rows."""
     patience: int = 15
     """Early stopping: epochs without a better validation loss before training stops (best weights kept)."""
     validation_folds: int = 5
     """One of this many question folds of the training questions is the early-stopping validation set."""
 
     def __post_init__(self) -> None:
-        checks = {"hidden": self.hidden >= 1, "dropout": 0.0 <= self.dropout < 1.0, "heads": self.heads >= 1,
-                  "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0, "batch_size": self.batch_size >= 1,
-                  "max_epochs": self.max_epochs >= 1, "patience": self.patience >= 1,
-                  "validation_folds": self.validation_folds >= 2}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"NetConfig.{name}={getattr(self, name)!r} is out of range")
+        check_config(self, hidden=at_least(1), dropout=between(0, 1, high_open=True), heads=at_least(1),
+                     lr=above(0), weight_decay=at_least(0), batch_size=at_least(1), max_epochs=at_least(1),
+                     patience=at_least(1), validation_folds=at_least(2))
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class ProbeConfig:
     layers: tuple[int, ...] | None = None
     """Decoder-block indices to read (a subset of those captured); None reads every captured layer."""
     normalization: Normalization = "checkpoint"
-    """``checkpoint``: z-score every feature over the probe questions at its own checkpoint (METHODS §9.18);
+    """``checkpoint``: z-score every feature over the anchor questions at its own checkpoint;
     robust to drift, but it also removes the checkpoint-wide shift, so mean P(solve) stays near the level of
     the training anchors (the probe ranks questions). ``global``: one z-score fitted on the pooled training
     rows; it can follow the level, but decays as activation norms grow."""
@@ -73,29 +75,26 @@ class ProbeConfig:
     c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
     """Inverse L2 strengths tried for the logistic probe, chosen by question-grouped cross-validation."""
     cv_folds: int = 3
+    """Question-grouped folds of the cross-validation that chooses the L2 strength."""
     min_questions: int = 8
     """Fewest labelled training questions to train on."""
     min_per_class: int = 2
     """Fewest training questions with a success (c > 0), and with a failure (c < n), to train on (>= 2:
     folds are stratified so that every fold's training part keeps both classes)."""
     ece_bins: int = 10
+    """Bins of the expected calibration error."""
     net: NetConfig = field(default_factory=NetConfig)
+    """Training settings of the MLP and attention probes."""
     seed: int = 0
+    """Seed of the projection, the splits and the torch probes' training."""
 
     def __post_init__(self) -> None:
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
-        object.__setattr__(self, "c_grid", tuple(float(x) for x in self.c_grid))
-        checks = {"model": self.model in get_args(ProbeKind), "pooling": self.pooling in get_args(Pooling),
-                  "normalization": self.normalization in get_args(Normalization),
-                  "calibration": self.calibration in get_args(Calibration),
-                  "heldout_fraction": 0.0 <= self.heldout_fraction < 1.0, "cv_folds": self.cv_folds >= 2,
-                  "min_questions": self.min_questions >= self.cv_folds, "min_per_class": self.min_per_class >= 2,
-                  "c_grid": bool(self.c_grid) and min(self.c_grid) > 0, "ece_bins": self.ece_bins >= 1,
-                  "project_dim": self.project_dim is None or self.project_dim >= 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"ProbeConfig.{name}={getattr(self, name)!r} is out of range")
+        check_config(self, layers=each(at_least(0)), project_dim=at_least(1),
+                     heldout_fraction=between(0, 1, high_open=True),
+                     c_grid=Rule("non-empty, every value > 0", lambda cs: bool(cs) and min(cs) > 0),
+                     cv_folds=at_least(2), min_questions=Rule(">= cv_folds", lambda v: v >= self.cv_folds),
+                     min_per_class=at_least(2), ece_bins=at_least(1), seed=at_least(0))
+        object.__setattr__(self, "c_grid", tuple(float(c) for c in self.c_grid))
 
     def to_dict(self) -> dict[str, Any]:
         state = dataclasses.asdict(self)

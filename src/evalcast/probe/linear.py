@@ -1,4 +1,4 @@
-"""P1: L2-regularised logistic regression on pass@1 as a binomial likelihood (METHODS §3.2, default probe).
+"""P1: L2-regularised logistic regression on pass@1 as a binomial likelihood (the default probe).
 
 The strength is chosen over a small grid by cross-validation grouped by question; the winning
 strength's out-of-fold logits are what the calibrator is fitted on, and the final model is refitted

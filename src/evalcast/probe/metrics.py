@@ -1,9 +1,9 @@
-"""Probe quality against anchor labels (METHODS §3.2): AUROC, Brier, MSE, Spearman, ECE, pass@1 error.
+"""Probe quality against anchor labels (``docs/methods.md`` §3): AUROC, Brier, MSE, Spearman, ECE, pass@1 error.
 
 Labels are per question ``n`` samples with ``c`` correct. AUROC and Brier are over the samples (binary
 correctness, each question's ``n`` samples scored by its one prediction); MSE and Spearman are over
 questions against pass@1 = c/n; pass@1 is the mean over questions. A figure that is undefined (AUROC
-with one class, Spearman with a constant side) is NaN and ``note`` says why (METHODS §9.17).
+with one class, Spearman with a constant side) is NaN and ``note`` says why.
 """
 
 from __future__ import annotations

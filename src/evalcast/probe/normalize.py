@@ -1,7 +1,7 @@
 """Probe inputs from checkpoint features: layer selection, z-scoring, optional random projection.
 
 Activation norms grow during training, so a probe fitted on early checkpoints sees inputs of another
-scale later. Per-checkpoint normalisation (METHODS §3.2, §9.18) z-scores every feature over the probe
+scale later. Per-checkpoint normalisation (``docs/methods.md`` §3) z-scores every feature over the probe
 questions *at that checkpoint*, before training and before predicting. It removes drift in each
 feature's location and scale, at a price: the probe sees only how questions differ from each other at
 a checkpoint, not how the whole checkpoint moved, so its mean prediction tracks the pass@1 level of the

@@ -1,7 +1,7 @@
 """Question-level splits: a question's rows (one per anchor checkpoint) always land on the same side.
 
 The same question appears at every anchor, and its label at one checkpoint predicts its label at the
-next, so a split by (question, checkpoint) row leaks (METHODS §9.16). The held-out side is a pure
+next, so a split by (question, checkpoint) row leaks. The held-out side is a pure
 function of ``(seed, question id)``: it does not move as anchors or questions are added, which keeps
 the "earlier predicts later" score honest across anchors.
 """

@@ -1,4 +1,4 @@
-"""``ProbeTrainer``: the stateful probe the monitor holds across checkpoints (METHODS §3.2).
+"""``ProbeTrainer``: the stateful probe the monitor holds across checkpoints (``docs/methods.md`` §3).
 
 At every anchor (a checkpoint with real generation + scoring of the probe questions)::
 

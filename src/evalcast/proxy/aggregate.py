@@ -1,4 +1,4 @@
-"""Per-sequence sums → named proxy metrics per task and domain (METHODS §2.3).
+"""Per-sequence sums → named proxy metrics per task and domain (``docs/methods.md`` §1).
 
 Every group metric is a ratio of sums over the group's trajectories, Σ_i ρ_i Σ_t w·s / Σ_i ρ_i Σ_t w
 (ρ the row weight), never a mean of per-rank or per-row means. Names on the tracker:

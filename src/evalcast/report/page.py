@@ -18,18 +18,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from evalcast.monitor.run_store import HISTORY, RunStore
-from evalcast.report.forecast_plots import evolution_figure, fan_figure, forecasts_of, status_figure
-from evalcast.report.plots import (
-    Record,
-    alerts_figure,
-    cost_figure,
-    ok_records,
-    png_bytes,
-    probe_figure,
-    proxies_figure,
-    value,
-)
+from evalcast.report.forecast_plots import evolution_figure, fan_figure, status_figure
+from evalcast.report.plots import alerts_figure, cost_figure, png_bytes, probe_figure, proxies_figure
+from evalcast.runs.history import ok_records
+from evalcast.runs.record import Record
+from evalcast.runs.store import HISTORY, RunStore
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -93,7 +86,7 @@ def run_groups(history: Sequence[Record], meta: dict[str, Any] | None) -> tuple[
         tasks, groups = list(meta["tasks"]), list(meta.get("groups", []))
     else:
         groups = sorted({k.split("/")[1] if not k.startswith("evalcast/domain/") else "/".join(k.split("/")[1:3])
-                         for r in ok_records(history) for k in r["metrics"] if k.count("/") >= 2})
+                         for r in ok_records(history) for k in r.metrics if k.count("/") >= 2})
         tasks = [g for g in groups if g not in ("all", "cost") and not g.startswith("domain/")]
     return ["all", *tasks], [g for g in groups if g.startswith("domain/") and g.count("/") == 1]
 
@@ -132,14 +125,14 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 def _summary(page: _Page, history: list[Record], groups: list[str], domains: list[str]) -> None:
     ok = ok_records(history)
     first, last = ok[0], ok[-1]
-    started = datetime.datetime.fromtimestamp(first["time"]).strftime("%Y-%m-%d %H:%M") if first.get("time") else "?"
+    started = datetime.datetime.fromtimestamp(first.time).strftime("%Y-%m-%d %H:%M") if first.time else "?"
     page.table(["checkpoints", "skipped", "steps", "tokens seen (last)", "tasks", "first evaluation"],
-               [[len(ok), len(history) - len(ok), f"{first['step']} … {last['step']}",
-                 last.get("tokens_seen") or "–", ", ".join(groups[1:]), started]])
+               [[len(ok), len(history) - len(ok), f"{first.step} … {last.step}",
+                 last.tokens_seen or "–", ", ".join(groups[1:]), started]])
     rows = []
     for group in groups:
-        anchor = next((r for r in reversed(ok) if f"evalcast/{group}/pass@1_anchor" in r["metrics"]), None)
-        latest = next(((r["step"], f[group]) for r in reversed(ok) if group in (f := forecasts_of(r))), None)
+        anchor = next((r for r in reversed(ok) if r.has(group, "pass@1_anchor")), None)
+        latest = next(((r.step, r.forecasts[group]) for r in reversed(ok) if group in r.forecasts), None)
         if latest is None:
             forecast = "–"
         elif latest[1].forecast.ok and latest[1].forecast.final is not None:
@@ -147,10 +140,10 @@ def _summary(page: _Page, history: list[Record], groups: list[str], domains: lis
             forecast = f"{latest[1].forecast.final:.3f} (80%: {lo:.3f} … {hi:.3f}; step {latest[0]})"
         else:
             forecast = f"refused at step {latest[0]}: {latest[1].reason}"
-        rows.append([group, value(last, group, "nll"), value(last, group, "top1"), value(last, group, "greedy_match"),
-                     f"{value(anchor, group, 'pass@1_anchor'):.3f} (step {anchor['step']})" if anchor else "–",
-                     value(last, group, "pass@1_probe"), forecast])
-    page.section(f"Latest checkpoint (step {last['step']})")
+        rows.append([group, last.value(group, "nll"), last.value(group, "top1"), last.value(group, "greedy_match"),
+                     f"{anchor.value(group, 'pass@1_anchor'):.3f} (step {anchor.step})" if anchor else "–",
+                     last.value(group, "pass@1_probe"), forecast])
+    page.section(f"Latest checkpoint (step {last.step})")
     page.table(["group", "nll", "top1", "greedy_match", "pass@1 (last anchor)", "pass@1 (probe)",
                 "forecast of final pass@1"], rows)
 
@@ -180,7 +173,7 @@ def _forecasts(page: _Page, history: list[Record], groups: list[str], domains: l
                 "No forecast was attempted (forecasts off, or no checkpoint had one).")
     rows, counts = [], []
     for group in groups:
-        attempts = [(r["step"], tf) for r in ok_records(history) if (tf := forecasts_of(r).get(group)) is not None]
+        attempts = [(r.step, tf) for r in ok_records(history) if (tf := r.forecasts.get(group)) is not None]
         if not attempts:
             continue
         step, tf = attempts[-1]
@@ -202,42 +195,40 @@ def _probe(page: _Page, history: list[Record], groups: list[str], domains: list[
                 "pass@1. Other panels: at each anchor, the previous probe scored on the new labels (held-out "
                 "questions).",
                 "No anchors and no probe in this run (Monitor(anchors=AnchorConfig(...)) turns them on).")
-    rows = [[r["step"], (r.get("probe") or {}).get("reason") or "ok", (r.get("probe") or {}).get("message", "")]
-            for r in ok_records(history) if "anchor" in r]
+    rows = [[r.step, (r.probe.reason if r.probe else "") or "ok", r.probe.message if r.probe else ""]
+            for r in ok_records(history) if r.anchor is not None]
     if rows:
         page.table(["anchor step", "probe", "why"], rows)
 
 
 def _alerts(page: _Page, history: list[Record], groups: list[str], domains: list[str]) -> None:
     page.section("Alerts")
-    alerts = [a for r in ok_records(history) for a in r.get("alerts", ())]
+    alerts = [a for r in ok_records(history) for a in r.alerts]
     page.figure("alerts", alerts_figure(history), "Alerts raised over the run, one row per rule.",
                 "No alert was raised (or no alert rule was configured).")
     if alerts:
         page.table(["step", "level", "kind", "title", "text", "stop", "suggestion"],
-                   [[a["step"], a.get("level", ""), a["kind"], a["title"], a["text"],
-                     "yes" if a.get("stop_training") else "no",
-                     ", ".join(f"{g} {w:.2f}" for g, w in a.get("suggestion", {}).items()) or "–"] for a in alerts])
+                   [[a.step, a.level, a.kind, a.title, a.text, "yes" if a.stop_training else "no",
+                     ", ".join(f"{g} {w:.2f}" for g, w in a.suggestion.items()) or "–"] for a in alerts])
 
 
 def _cost(page: _Page, history: list[Record], groups: list[str], domains: list[str]) -> None:
     page.section("Cost of evaluation")
     ok = ok_records(history)
-    seconds = [value(r, "cost", "seconds") for r in ok]
+    seconds = [r.value("cost", "seconds") for r in ok]
     seconds = [s for s in seconds if math.isfinite(s)]
     page.figure("cost", cost_figure(history), "Wall seconds evalcast spent per checkpoint, by part.",
                 "No cost was recorded.")
     if seconds:
-        span = ok[-1].get("time", 0.0) - ok[0].get("time", 0.0)
+        span = ok[-1].time - ok[0].time
         share = f"{sum(seconds) / span:.1%}" if span > 0 else "–"
         page.table(["evaluations", "total seconds", "mean seconds", "share of wall time (first to last checkpoint)"],
                    [[len(seconds), sum(seconds), sum(seconds) / len(seconds), share]])
 
 
 def _problems(page: _Page, history: list[Record], groups: list[str], domains: list[str]) -> None:
-    rows = [[r["step"], "skipped", r.get("reason", "")] for r in history if r.get("status") != "ok"]
-    rows += [[r["step"], f"{part} failed", message] for r in ok_records(history)
-             for part, message in r.get("errors", {}).items()]
+    rows = [[r.step, "skipped", r.reason] for r in history if not r.ok]
+    rows += [[r.step, f"{part} failed", message] for r in ok_records(history) for part, message in r.errors.items()]
     if rows:
         page.section("Skipped checkpoints and errors")
         page.table(["step", "what", "reason"], sorted(rows, key=lambda row: row[0]))

@@ -8,31 +8,22 @@ return ``None`` when the history holds nothing to draw.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from evalcast.proxy.aggregate import metric_name
+from evalcast.runs.history import ok_records, run_axis
+from evalcast.runs.record import Record
 
 DEFAULT_PANELS = ("nll", "top1", "log_rank", "entropy", "greedy_match", "pair_accuracy")
 PROBE_PANELS = (("probe_auroc", "AUROC (earlier probe, new anchor)"), ("probe_brier", "Brier score"),
                 ("probe_pass@1_error", "|predicted − anchor pass@1|"))
 COST_PARTS = ("forward_seconds", "probe_seconds", "anchor_seconds", "forecast_seconds", "alerts_seconds")
 LEVEL_COLORS = {"INFO": "tab:blue", "WARN": "tab:orange", "ERROR": "tab:red"}
-
-Record = Mapping[str, Any]
-
-
-def run_axis(history: Sequence[Record]) -> tuple[list[float], str]:
-    """The x values of a history: tokens seen when every record has them, else steps."""
-    if history and all(r.get("tokens_seen") for r in history):
-        return [float(r["tokens_seen"]) for r in history], "tokens seen"
-    return [float(r["step"]) for r in history], "step"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -54,21 +45,12 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def ok_records(history: Sequence[Record]) -> list[Record]:
-    return [r for r in history if r.get("status") == "ok"]
-
-
-def value(record: Record, group: str, metric: str) -> float:
-    v = record.get("metrics", {}).get(metric_name(group, metric))
-    return float(v) if isinstance(v, (int, float)) else float("nan")
-
-
 def proxies_figure(history: Sequence[Record], groups: Sequence[str], panels: Sequence[str] = DEFAULT_PANELS,
                    title: str = "evalcast proxy metrics") -> Figure | None:
     """One panel per metric, one line per group, over the run."""
     records = ok_records(history)
     x, x_name = run_axis(records)
-    panels = [p for p in panels if any(metric_name(g, p) in r["metrics"] for r in records for g in groups)]
+    panels = [p for p in panels if any(r.has(g, p) for r in records for g in groups)]
     if not panels:
         return None
     cols = min(3, len(panels))
@@ -77,7 +59,7 @@ def proxies_figure(history: Sequence[Record], groups: Sequence[str], panels: Seq
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(rows, cols, k + 1)
         for group in groups:
-            ax.plot(x, [value(r, group, panel) for r in records], marker="o", markersize=3, label=group)
+            ax.plot(x, [r.value(group, panel) for r in records], marker="o", markersize=3, label=group)
         ax.set_title(panel)
         label_x(ax, x_name)
         ax.grid(alpha=0.3)
@@ -100,7 +82,7 @@ def probe_figure(history: Sequence[Record], groups: Sequence[str]) -> Figure | N
     """Predicted pass@1 (probe, every checkpoint) against the anchors' real pass@1, and the probe's
     quality at each anchor: AUROC, Brier score and pass@1 error of the previous probe on the new labels."""
     records = ok_records(history)
-    has = {m for r in records for k in r["metrics"] for m in ("pass@1_probe", "pass@1_anchor", "probe_auroc")
+    has = {m for r in records for k in r.metrics for m in ("pass@1_probe", "pass@1_anchor", "probe_auroc")
            if k.endswith("/" + m)}
     if not has:
         return None
@@ -109,9 +91,9 @@ def probe_figure(history: Sequence[Record], groups: Sequence[str]) -> Figure | N
     ax = fig.add_subplot(2, 2, 1)
     for k, group in enumerate(groups):
         color = f"C{k}"
-        ax.plot(x, [value(r, group, "pass@1_probe") for r in records], color=color, label=f"{group} probe")
-        anchors = [(xi, value(r, group, "pass@1_anchor")) for xi, r in zip(x, records)
-                   if metric_name(group, "pass@1_anchor") in r["metrics"]]
+        ax.plot(x, [r.value(group, "pass@1_probe") for r in records], color=color, label=f"{group} probe")
+        anchors = [(xi, r.value(group, "pass@1_anchor")) for xi, r in zip(x, records)
+                   if r.has(group, "pass@1_anchor")]
         if anchors:
             ax.scatter(*zip(*anchors), color=color, marker="s", s=22, label=f"{group} anchor")
     ax.set_title("pass@1: probe (lines) vs anchors (squares)")
@@ -122,8 +104,8 @@ def probe_figure(history: Sequence[Record], groups: Sequence[str]) -> Figure | N
     for k, (metric, label) in enumerate(PROBE_PANELS, start=2):
         ax = fig.add_subplot(2, 2, k)
         for j, group in enumerate(groups):
-            points = [(xi, value(r, group, metric)) for xi, r in zip(x, records)
-                      if metric_name(group, metric) in r["metrics"]]
+            points = [(xi, r.value(group, metric)) for xi, r in zip(x, records)
+                      if r.has(group, metric)]
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=4, color=f"C{j}", label=group)
         if not ax.lines:
@@ -137,18 +119,17 @@ def probe_figure(history: Sequence[Record], groups: Sequence[str]) -> Figure | N
 
 def alerts_figure(history: Sequence[Record]) -> Figure | None:
     """Alert timeline: one row per rule, a marker per alert (colour: level; ``X``: asked to stop)."""
-    alerts = [(r["step"], a) for r in ok_records(history) for a in r.get("alerts", ())]
+    alerts = [(r.step, a) for r in ok_records(history) for a in r.alerts]
     if not alerts:
         return None
-    rules = sorted({a["rule"] for _, a in alerts})
+    rules = sorted({a.rule for _, a in alerts})
     fig = new_figure(10, 1.2 + 0.45 * len(rules))
     ax = fig.add_subplot()
-    steps = [r["step"] for r in history]
+    steps = [r.step for r in history]
     ax.set_xlim(min(steps) - 1, max(steps) + 1)
     for step, a in alerts:
-        ax.scatter(step, rules.index(a["rule"]), s=90 if a.get("stop_training") else 50,
-                   marker="X" if a.get("stop_training") else "o", color=LEVEL_COLORS.get(a.get("level"), "grey"),
-                   zorder=3)
+        ax.scatter(step, rules.index(a.rule), s=90 if a.stop_training else 50,
+                   marker="X" if a.stop_training else "o", color=LEVEL_COLORS.get(a.level, "grey"), zorder=3)
     ax.set_yticks(range(len(rules)), rules)
     ax.set_ylim(-0.6, len(rules) - 0.4)
     ax.set_xlabel("step")
@@ -160,16 +141,16 @@ def alerts_figure(history: Sequence[Record]) -> Figure | None:
 def cost_figure(history: Sequence[Record]) -> Figure | None:
     """Seconds per evaluation, by part, and their running total."""
     records = ok_records(history)
-    parts = [p for p in COST_PARTS if any(metric_name("cost", p) in r["metrics"] for r in records)]
-    if not records or metric_name("cost", "seconds") not in records[-1]["metrics"]:
+    parts = [p for p in COST_PARTS if any(r.has("cost", p) for r in records)]
+    if not records or not records[-1].has("cost", "seconds"):
         return None
-    steps = [r["step"] for r in records]
+    steps = [r.step for r in records]
     fig = new_figure(11, 3.4)
     ax = fig.add_subplot(1, 2, 1)
-    ax.plot(steps, [value(r, "cost", "seconds") for r in records], color="black", marker="o", markersize=3,
+    ax.plot(steps, [r.value("cost", "seconds") for r in records], color="black", marker="o", markersize=3,
             label="total")
     for k, part in enumerate(parts):
-        ax.plot(steps, [value(r, "cost", part) for r in records], marker=".", color=f"C{k}",
+        ax.plot(steps, [r.value("cost", part) for r in records], marker=".", color=f"C{k}",
                 linestyle="-" if part != "anchor_seconds" else "none", label=part.removesuffix("_seconds"))
     ax.set_title("seconds per evaluation")
     ax.set_xlabel("step")
@@ -179,7 +160,7 @@ def cost_figure(history: Sequence[Record]) -> Figure | None:
     total = 0.0
     running = []
     for r in records:
-        total += value(r, "cost", "seconds")
+        total += r.value("cost", "seconds")
         running.append(total)
     ax.plot(steps, running, color="black")
     ax.set_title("evaluation seconds, cumulative")

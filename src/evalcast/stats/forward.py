@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from evalcast.data.batching import BatchPlan
 from evalcast.data.expert_set import ExpertSet
 from evalcast.stats.head import OutputHead
-from evalcast.stats.token_stats import StatSpec, fp32_weight, token_statistics
+from evalcast.stats.token_stats import StatsConfig, fp32_weight, token_statistics
 
 
 @dataclass
@@ -69,7 +69,7 @@ class ForwardResult:
 class StatsTap:
     """Computes token statistics on the output layer's input and accumulates weighted sums per sequence."""
 
-    def __init__(self, expert_set: ExpertSet, head: OutputHead, spec: StatSpec, device: torch.device,
+    def __init__(self, expert_set: ExpertSet, head: OutputHead, spec: StatsConfig, device: torch.device,
                  keep_per_token: bool = False) -> None:
         table = expert_set.table
         self.error: BaseException | None = None

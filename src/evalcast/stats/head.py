@@ -89,5 +89,5 @@ def check_compatible(model: nn.Module, *, vocab_size: int, longest: int) -> Outp
     if limit is not None and longest > limit:
         raise ModelMismatchError(
             f"the longest expert sequence has {longest} tokens but the model accepts {limit} positions; "
-            f"build the ExpertSet with TokenizeSettings(max_length={limit}).")
+            f"build the ExpertSet with TokenizeConfig(max_length={limit}).")
     return head

@@ -1,4 +1,4 @@
-"""Reference-model weightings (METHODS §2.3 W5–W7), frozen once with a fixed reference model.
+"""Reference-model weightings, frozen once with a fixed reference model.
 
 A reference model (a small external model, the teacher that wrote the traces, or the run's first
 anchor checkpoint) scores every expert token once; its entropy and NLL per token become weightings
@@ -16,10 +16,10 @@ from torch import nn
 
 from evalcast.data.expert_set import ExpertSet
 from evalcast.data.weights import reference_weights
-from evalcast.monitor.isolation import isolated
 from evalcast.stats.forward import StatsTap, run_forward
 from evalcast.stats.head import check_compatible, unwrap
-from evalcast.stats.token_stats import StatSpec
+from evalcast.stats.isolation import isolated
+from evalcast.stats.token_stats import StatsConfig
 
 
 def add_reference_weights(experts: ExpertSet, model: nn.Module, name: str, *, max_tokens: int = 16384,
@@ -31,7 +31,7 @@ def add_reference_weights(experts: ExpertSet, model: nn.Module, name: str, *, ma
     """
     model = unwrap(model)
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(experts.table.lengths.max()))
-    spec = StatSpec()
+    spec = StatsConfig()
     device = next(model.parameters()).device
     tap = StatsTap(experts, head, spec, device, keep_per_token=True)
     with isolated(model):

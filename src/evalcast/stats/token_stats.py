@@ -1,4 +1,4 @@
-"""Token-level statistics of the next-token distribution at expert tokens (METHODS §2.2).
+"""Token-level statistics of the next-token distribution at expert tokens (``docs/methods.md`` §1).
 
 Logits are formed chunk by chunk over positions in fp32 from the final hidden states and the output
 layer, so a ``[positions, vocab]`` fp32 tensor exists for one chunk only; ranks are counts of larger
@@ -28,22 +28,24 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from evalcast.validation import Rule, at_least, check_config
+
 LogitTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class StatSpec:
-    """Which statistics to compute: the top-k cut-offs and the chunk size over positions.
-
-    chunk_elements bounds one chunk's logits to about that many fp32 values (positions × vocab).
-    """
+class StatsConfig:
+    """Which statistics to compute: the top-k cut-offs and the chunk size over positions."""
 
     topk: tuple[int, ...] = (1, 5, 10)
+    """Cut-offs of the ``top{k}`` statistics; 1 (greedy agreement) must be among them."""
     chunk_elements: int = 1 << 22
+    """Bounds one chunk's logits to about this many fp32 values (positions × vocabulary)."""
 
     def __post_init__(self) -> None:
-        if 1 not in self.topk or any(k < 1 for k in self.topk) or len(set(self.topk)) != len(self.topk):
-            raise ValueError(f"topk={self.topk}: give distinct cut-offs >= 1 including 1 (greedy agreement)")
+        check_config(self, topk=Rule("distinct cut-offs >= 1 including 1 (greedy agreement)",
+                                     lambda ks: 1 in ks and min(ks) >= 1 and len(set(ks)) == len(ks)),
+                     chunk_elements=at_least(1))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -63,7 +65,7 @@ def fp32_weight(weight: torch.Tensor, vocab_size: int) -> torch.Tensor:
 
 
 def token_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-                     spec: StatSpec = StatSpec(), transform: LogitTransform | None = None) -> torch.Tensor:
+                     spec: StatsConfig = StatsConfig(), transform: LogitTransform | None = None) -> torch.Tensor:
     """Statistics for each row of ``hidden`` ``[n, d]`` at its ``targets`` ``[n]``: ``[n, len(spec.names)]`` fp32.
 
     ``weight`` ``[V, d]`` must already be restricted to the real vocabulary (see :func:`fp32_weight`).
@@ -79,7 +81,7 @@ def token_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 def _chunk_statistics(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-                      spec: StatSpec, transform: LogitTransform | None) -> torch.Tensor:
+                      spec: StatsConfig, transform: LogitTransform | None) -> torch.Tensor:
     z = F.linear(hidden.float(), weight, None if bias is None else bias[:weight.shape[0]].float())
     if transform is not None:
         z = transform(z)

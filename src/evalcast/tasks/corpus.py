@@ -13,13 +13,13 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from evalcast.data.formatting import PromptFormat, render_prompt
+from evalcast.data.formatting import PromptConfig, render_prompt
 from evalcast.data.records import ExpertRecord
 from evalcast.tasks.base import LEVELS
 from evalcast.tasks.registry import TASKS, get_task
 
 #: The default prompt format (prompt, newline, solution), as in :func:`evalcast.data.formatting.render_prompt`.
-PLAIN = PromptFormat()
+PLAIN = PromptConfig()
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class MixSchedule:
         return {task: w / total for task, w in mix.items() if w > 0}
 
 
-def training_text(record: ExpertRecord, fmt: PromptFormat = PLAIN) -> str:
+def training_text(record: ExpertRecord, fmt: PromptConfig = PLAIN) -> str:
     """``render_prompt(prompt) + solution``: the text scored by evalcast, without the EOS token."""
     return render_prompt(record.prompt, fmt=fmt) + record.solution
 
@@ -91,14 +91,14 @@ def training_records(schedule: MixSchedule | Mapping[str, float], step: int, bat
 
 
 def training_batch(schedule: MixSchedule | Mapping[str, float], step: int, batch_size: int, seed: int = 0,
-                   difficulties: Sequence[int] | None = None, fmt: PromptFormat = PLAIN) -> list[str]:
+                   difficulties: Sequence[int] | None = None, fmt: PromptConfig = PLAIN) -> list[str]:
     """The training texts of one step (see :func:`training_records`)."""
     return [training_text(r, fmt) for r in training_records(schedule, step, batch_size, seed, difficulties)]
 
 
 def training_stream(schedule: MixSchedule | Mapping[str, float], batch_size: int, seed: int = 0,
                     start_step: int = 0, difficulties: Sequence[int] | None = None,
-                    fmt: PromptFormat = PLAIN) -> Iterator[list[str]]:
+                    fmt: PromptConfig = PLAIN) -> Iterator[list[str]]:
     """Endless batches for steps ``start_step, start_step + 1, ...``."""
     step = start_step
     while True:
@@ -107,6 +107,6 @@ def training_stream(schedule: MixSchedule | Mapping[str, float], batch_size: int
 
 
 def training_texts(mix: Mapping[str, float], n: int, seed: int = 0, difficulties: Sequence[int] | None = None,
-                   fmt: PromptFormat = PLAIN) -> list[str]:
+                   fmt: PromptConfig = PLAIN) -> list[str]:
     """A fixed corpus of ``n`` training texts drawn from ``mix``."""
     return training_batch(MixSchedule.constant(mix), 0, n, seed, difficulties, fmt)

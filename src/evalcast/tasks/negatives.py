@@ -1,4 +1,4 @@
-"""Minimally flawed solutions for discriminative pairs (METHODS §4.2).
+"""Minimally flawed solutions for discriminative pairs (``docs/methods.md`` §4).
 
 Each negative edits one line of a solution that ends in ``#### <answer>`` and keeps its length within a
 few characters, so a likelihood margin measures the flaw rather than length or style:

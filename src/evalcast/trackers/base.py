@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from evalcast.errors import ErrorPolicy
+
 AlertLevel = Literal["INFO", "WARN", "ERROR"]
 
 
@@ -51,34 +53,37 @@ class Tracker(ABC):
 
 
 class CompositeTracker(Tracker):
-    """Fans every call out to several trackers."""
+    """Fans every call out to several trackers, guarded: one tracker failing never stops the others.
 
-    def __init__(self, trackers: Sequence[Tracker]) -> None:
+    A failure is logged with its traceback by ``policy`` (which re-raises it when strict).
+    """
+
+    def __init__(self, trackers: Sequence[Tracker], policy: ErrorPolicy = ErrorPolicy()) -> None:
         self.trackers = list(trackers)
+        self.policy = policy
+
+    def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
+        for tracker in self.trackers:
+            with self.policy.guard(f"tracker {tracker!r} in {method}"):
+                getattr(tracker, method)(*args, **kwargs)
 
     def log(self, metrics: Mapping[str, float], *, step: int) -> None:
-        for tracker in self.trackers:
-            tracker.log(metrics, step=step)
+        self._each("log", metrics, step=step)
 
     def log_curve(self, name: str, curve: Curve, *, step: int) -> None:
-        for tracker in self.trackers:
-            tracker.log_curve(name, curve, step=step)
+        self._each("log_curve", name, curve, step=step)
 
     def log_table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, step: int) -> None:
-        for tracker in self.trackers:
-            tracker.log_table(name, columns, rows, step=step)
+        self._each("log_table", name, columns, rows, step=step)
 
     def log_image(self, name: str, path: str, *, step: int) -> None:
-        for tracker in self.trackers:
-            tracker.log_image(name, path, step=step)
+        self._each("log_image", name, path, step=step)
 
     def alert(self, title: str, text: str, *, level: AlertLevel = "WARN", step: int) -> None:
-        for tracker in self.trackers:
-            tracker.alert(title, text, level=level, step=step)
+        self._each("alert", title, text, level=level, step=step)
 
     def finish(self) -> None:
-        for tracker in self.trackers:
-            tracker.finish()
+        self._each("finish")
 
 
 class NoopTracker(Tracker):

@@ -9,14 +9,33 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from numbers import Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalcast.trackers.base import Curve
+
+if TYPE_CHECKING:
+    from evalcast.forecast.results import TaskForecast
 
 #: Interval bounds drawn as shaded bands, widest first: ``(lower, upper, coverage)``.
 BANDS: tuple[tuple[str, str, int], ...] = (("lo95", "hi95", 95), ("lo80", "hi80", 80))
 #: The series holding the central forecast.
 FORECAST = "forecast"
+
+
+def forecast_curve(group: str, result: TaskForecast, x_name: str) -> Curve | None:
+    """The fan chart of a published forecast: its line, 80% and 95% bands, and the anchors it was fit on."""
+    curve = result.forecast.curve
+    if not result.forecast.ok or curve is None:
+        return None
+    series = {FORECAST: curve.mean, **{k: getattr(curve, k) for k in ("lo80", "hi80", "lo95", "hi95")
+                                       if getattr(curve, k)}}
+    observed_x, observed_y = (), ()
+    if result.data is not None and result.data.anchor_index:
+        observed_x = tuple(result.data.x[i] for i in result.data.anchor_index)
+        observed_y = result.data.anchor_accuracy
+    title = f"{group}: pass@1 forecast {result.forecast.final:.3f} (proxy {result.proxy.name if result.proxy else '?'})"
+    return Curve(x=curve.x, series=series, x_name=x_name, observed_x=observed_x, observed_y=observed_y,
+                 title=title, meta={"current_x": result.x_last, "x_end": result.x_end})
 
 
 def check_curve(curve: Curve, *, where: str) -> None:

@@ -1,8 +1,7 @@
-"""Hugging Face ``Trainer`` adapter: ``EvalcastCallback``.
+"""Hugging Face ``Trainer`` adapter: ``TransformersCallback``.
 
-When it fires (transformers ≥ 4.46, checked on 5.23)::
+When it fires (transformers ≥ 4.46, checked on 5.24)::
 
-    Trainer.__init__        on_init_end    → the callback finds its Trainer (to log through it)
     train()                 on_train_begin → run dir = <output_dir>/evalcast unless given; budget from
                                              max_steps and the LR schedule; resume from step S rewinds
                                              the run store to S
@@ -11,24 +10,27 @@ When it fires (transformers ≥ 4.46, checked on 5.23)::
                                              written, and on_log/on_evaluate of that step came before
 
 ``on_save`` runs on every rank under DDP/FSDP/DeepSpeed, so the monitor's all-rank forward pass and
-exchange are safe there. Metrics go into the runs the ``report_to`` integrations opened (W&B,
-TensorBoard, MLflow: never a second run) under ``evalcast/...``, into the monitor's own trackers and
-run directory, and, when no tracker is reused, the headline metrics into the Trainer's own log stream
-(``trainer.log``: console, ``log_history`` and any other reporter). A decision to stop sets
-``control.should_training_stop``.
+exchange are safe there. Metrics go into the monitor's own trackers and run directory, and, once the
+callback knows its Trainer, into the runs the ``report_to`` integrations opened (W&B, TensorBoard,
+MLflow: never a second run) under ``evalcast/...`` and, when no tracker is reused, the headline metrics
+into the Trainer's own log stream (``trainer.log``: console, ``log_history`` and any other reporter).
+A decision to stop sets ``control.should_training_stop``.
+
+HF passes callbacks the model, optimizer and data loaders, never the Trainer itself, so the callback
+is told which Trainer it serves: ``trainer.add_callback(TransformersCallback(monitor, trainer=trainer))``
+or ``TransformersCallback(monitor).bind(trainer)``. Unbound, it evaluates and writes the run directory
+as usual, and warns at ``on_train_begin`` when a ``report_to`` run or log stream is left out.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from evalcast.monitor import Evaluation, Monitor, TrainingContext
-from evalcast.monitor.config import Budget
+from evalcast.monitor import Budget, Evaluation, Monitor, TrainingContext
 from evalcast.proxy.aggregate import is_headline
 from evalcast.trackers.discover import trackers_from_hf_trainer
 
@@ -38,10 +40,12 @@ REUSED_REPORTERS = {"wandb", "tensorboard", "mlflow", "none"}
 TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "val_loss"}
 
 
-class EvalcastCallback(TrainerCallback):
+class TransformersCallback(TrainerCallback):
     """Runs an evalcast :class:`~evalcast.Monitor` at every checkpoint save of a HF ``Trainer``.
 
     every_n_steps: evaluate every N optimizer steps instead of at saves.
+    trainer: the Trainer this callback serves (or :meth:`bind` it later); needed to write into the
+        ``report_to`` runs and ``trainer.log``.
     reuse_trackers: write everything (scalars, forecast charts, tables, alerts) into the runs the
         Trainer's ``report_to`` integrations opened (W&B run, TensorBoard writer, MLflow run).
     log_to_trainer: which metrics also go through ``trainer.log`` (console, ``log_history`` and every
@@ -54,27 +58,29 @@ class EvalcastCallback(TrainerCallback):
                  log_to_trainer: str = "auto", trainer: Trainer | None = None) -> None:
         if log_to_trainer not in ("auto", "headline", "all", "none"):
             raise ValueError(f"log_to_trainer={log_to_trainer!r}: use 'auto', 'headline', 'all' or 'none'")
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps={every_n_steps}: give a whole number of steps >= 1, or None (at saves)")
         self.monitor, self.every_n_steps, self.log_to_trainer = monitor, every_n_steps, log_to_trainer
         self.reuse_trackers = reuse_trackers
         self.trainer = trainer
         self.last: Evaluation | None = None
 
-    def bind(self, trainer: Trainer) -> EvalcastCallback:
-        """Attach to ``trainer`` explicitly (needed only if the callback was added after construction)."""
+    def bind(self, trainer: Trainer) -> TransformersCallback:
+        """Serve ``trainer``: write into its ``report_to`` runs and log stream (returns the callback)."""
         self.trainer = trainer
         return self
 
     # ---------------------------------------------------------------- events
-    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.trainer = self.trainer or _calling_trainer()
-
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
-        self.trainer = self.trainer or _calling_trainer()
+        if self.trainer is None and state.is_world_process_zero:
+            _warn_unbound(args, self.reuse_trackers, self.log_to_trainer)
         if self.monitor.store is None:
             self.monitor.bind_run_dir(f"{args.output_dir}/evalcast")
-        self.monitor.set_budget(Budget(max_steps=state.max_steps, max_tokens=self.monitor.budget.max_tokens,
-                                       lr=_lr_schedule(kwargs.get("lr_scheduler"), state.max_steps)))
+        lr = self._lr_schedule(kwargs.get("lr_scheduler"), state.max_steps)
+        with self.monitor.policy.guard("reading the training budget (forecasts go without it)"):
+            self.monitor.set_budget(Budget(max_steps=state.max_steps, max_tokens=self.monitor.budget.max_tokens,
+                                           lr=lr))
         if state.global_step > 0:
             self.monitor.rewind(state.global_step)
         if self.reuse_trackers and self.trainer is not None and state.is_world_process_zero:
@@ -103,16 +109,26 @@ class EvalcastCallback(TrainerCallback):
         if evaluation.metrics and state.is_world_process_zero and self.trainer is not None and mode != "none":
             self.trainer.log({k: v for k, v in evaluation.metrics.items() if mode == "all" or is_headline(k)})
 
+    def _lr_schedule(self, scheduler: Any, max_steps: int) -> list[float] | None:
+        """Learning rate at every step 0..max_steps, read from a ``LambdaLR`` without stepping it."""
+        lambdas = getattr(scheduler, "lr_lambdas", None)
+        if not lambdas or max_steps <= 0 or max_steps > 10_000_000:
+            return None
+        base = scheduler.base_lrs[0]
+        with self.monitor.policy.guard("reading the learning-rate schedule (forecasts go without it)",
+                                       reraise=False, level=logging.WARNING):
+            return [float(base * lambdas[0](s)) for s in range(max_steps + 1)]
+        return None
 
-def _calling_trainer() -> Trainer | None:
-    """The ``Trainer`` whose method is calling this event (found on the call stack)."""
-    frame = inspect.currentframe()
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, Trainer):
-            return candidate
-        frame = frame.f_back
-    return None
+
+def _warn_unbound(args: TrainingArguments, reuse_trackers: bool, log_to_trainer: str) -> None:
+    """Say what an unbound callback leaves out: the ``report_to`` runs, and ``trainer.log`` when asked for."""
+    reporters = sorted(set(args.report_to or ()) - {"none"})
+    if (reporters and (reuse_trackers or log_to_trainer != "none")) or log_to_trainer in ("headline", "all"):
+        logger.warning("evalcast: TransformersCallback does not know its Trainer, so evalcast's metrics go to the run "
+                       "directory and the monitor's own trackers, not to report_to=%s nor trainer.log. Add it "
+                       "with trainer.add_callback(TransformersCallback(monitor, trainer=trainer)) or call "
+                       "callback.bind(trainer).", reporters)
 
 
 def _autocast_dtype(args: TrainingArguments) -> torch.dtype | None:
@@ -135,14 +151,3 @@ def _train_figures(state: TrainerState) -> dict[str, float]:
     return found
 
 
-def _lr_schedule(scheduler: Any, max_steps: int) -> list[float] | None:
-    """Learning rate at every step 0..max_steps, read from a ``LambdaLR`` without stepping it."""
-    lambdas = getattr(scheduler, "lr_lambdas", None)
-    if not lambdas or max_steps <= 0 or max_steps > 10_000_000:
-        return None
-    base = scheduler.base_lrs[0]
-    try:
-        return [float(base * lambdas[0](s)) for s in range(max_steps + 1)]
-    except Exception:
-        logger.info("evalcast: could not read the learning-rate schedule; forecasts use steps only")
-        return None

@@ -1,4 +1,4 @@
-"""Lightning adapter: ``EvalcastCallback`` for ``lightning.Trainer`` (checked on Lightning 2.6).
+"""Lightning adapter: ``LightningCallback`` for ``lightning.Trainer`` (checked on Lightning 2.6).
 
 When it fires::
 
@@ -7,14 +7,17 @@ When it fires::
     on_save_checkpoint          evaluate (all ranks: Lightning dumps the checkpoint on every rank); the
                                 callback's state is written into that same checkpoint afterwards
     on_train_batch_start /      a ModelCheckpoint(save_weights_only=True) never calls
-    on_train_end                on_save_checkpoint: its saves are noticed here and evaluated
+    on_train_end                on_save_checkpoint: its saves are noticed here (a new path in its public
+                                best_model_path / last_model_path / best_k_models) and evaluated
     on_train_batch_end          evaluate when every_n_steps divides the step (if set)
 
 Traps handled: ``save_last=True`` calls ``on_save_checkpoint`` twice per step (evaluated once);
 monitor-based saves run from ``on_validation_end`` in eval mode (the monitor restores every module's
 mode); ``self.log`` is forbidden there, so metrics go to the trainer's loggers directly (rank 0: W&B,
 TensorBoard and MLflow through their runs, other loggers through ``log_metrics``) and to the
-monitor's trackers. A stop decision sets ``trainer.should_stop`` on every rank.
+monitor's trackers. A stop decision sets ``trainer.should_stop`` on every rank. Limitation: a
+weights-only ``ModelCheckpoint`` that rewrites one fixed path (``save_last=True`` with ``save_top_k=0``)
+shows no new path, so its saves are not evaluated; use ``every_n_steps`` there.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from evalcast.monitor import Evaluation, Monitor, TrainingContext
-from evalcast.monitor.config import Budget
+from evalcast.monitor import Budget, Evaluation, Monitor, TrainingContext
 from evalcast.trackers.discover import trackers_from_lightning
 
 logger = logging.getLogger("evalcast")
@@ -47,7 +49,7 @@ def find_language_model(module: nn.Module) -> nn.Module:
                     "model_getter=lambda pl_module: ... to the evalcast callback")
 
 
-class EvalcastCallback(Callback):
+class LightningCallback(Callback):
     """Runs an evalcast :class:`~evalcast.Monitor` at every checkpoint save of a ``lightning.Trainer``.
 
     every_n_steps: evaluate every N optimizer steps instead of at saves.
@@ -61,13 +63,18 @@ class EvalcastCallback(Callback):
                  model_getter: Callable[[LightningModule], nn.Module] = find_language_model,
                  tokens_per_step: int | None = None, reuse_trackers: bool = True) -> None:
         self.monitor, self.every_n_steps, self.model_getter = monitor, every_n_steps, model_getter
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps={every_n_steps}: give a whole number of steps >= 1, or None (at saves)")
+        if tokens_per_step is not None and tokens_per_step < 1:
+            raise ValueError(f"tokens_per_step={tokens_per_step}: give a positive token count, or None")
         self.tokens_per_step, self.reuse_trackers = tokens_per_step, reuse_trackers
         self.last: Evaluation | None = None
-        self._weights_only_seen: dict[int, int] = {}
+        self._weights_only_seen: dict[int, SavedPaths] = {}
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(name=self.monitor.name)
+        # the class was named EvalcastCallback when earlier checkpoints were written: keep their key
+        return "EvalcastCallback" + repr({"name": self.monitor.name})
 
     # ---------------------------------------------------------------- lifecycle
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -87,7 +94,7 @@ class EvalcastCallback(Callback):
         if trainer.global_step > 0:
             self.monitor.rewind(trainer.global_step)
         for callback in self._weights_only(trainer):
-            self._weights_only_seen[id(callback)] = callback._last_global_step_saved
+            self._weights_only_seen[id(callback)] = saved_paths(callback)
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         if not self.every_n_steps:
@@ -108,9 +115,9 @@ class EvalcastCallback(Callback):
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Kept in the Lightning checkpoint; the run directory stays the source of truth."""
+        last = self.last.record if self.last is not None else None
         return {"run_dir": str(self.monitor.run_dir) if self.monitor.run_dir else None,
-                "last_step": self.last.record.get("step") if self.last else None,
-                "monitor": self.monitor.state_dict()}
+                "last_step": last.step if last is not None else None, "monitor": self.monitor.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.monitor.store is None and state_dict.get("run_dir"):
@@ -125,8 +132,8 @@ class EvalcastCallback(Callback):
         if self.every_n_steps:
             return
         for callback in self._weights_only(trainer):
-            saved = callback._last_global_step_saved
-            if saved > self._weights_only_seen.get(id(callback), 0):
+            saved = saved_paths(callback)
+            if saved != self._weights_only_seen.get(id(callback)):
                 self._weights_only_seen[id(callback)] = saved
                 self._evaluate(trainer, pl_module)
 
@@ -139,6 +146,15 @@ class EvalcastCallback(Callback):
         self.last = evaluation = self.monitor.evaluate(self.model_getter(pl_module), ctx)
         if evaluation.decision.stop_training:
             trainer.should_stop = True
+
+
+SavedPaths = tuple[str, str, tuple[str, ...]]
+
+
+def saved_paths(callback: ModelCheckpoint) -> SavedPaths:
+    """The checkpoint paths a ``ModelCheckpoint`` has written, from its public state (the same on every
+    rank): every save sets one of them to the new file's path."""
+    return callback.best_model_path, callback.last_model_path, tuple(sorted(callback.best_k_models))
 
 
 def _train_figures(trainer: Trainer) -> dict[str, float]:

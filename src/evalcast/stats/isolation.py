@@ -1,4 +1,4 @@
-"""Leave the training run exactly as it was: modes, RNG streams, autograd (DESIGN guarantee 1).
+"""Leave the training run exactly as it was: modes, RNG streams, autograd (the "invisible to training" guarantee).
 
 Inside :func:`isolated` the model is in eval mode under ``torch.no_grad()`` (not ``inference_mode``:
 FSDP would otherwise create inference tensors for parameters it unshards and training would fail

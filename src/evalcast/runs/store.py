@@ -1,12 +1,15 @@
 """The local run directory: evalcast's source of truth for history, arrays and component state.
 
-Layout::
+Layout (the record schema and its versions are in ``docs/architecture.md``)::
 
     RUN_DIR/
-      meta.json            expert-set fingerprint, settings, model summary (checked when reopened)
-      history.jsonl        one JSON record per checkpoint, append-only
-      examples/            per-example arrays per checkpoint (step_000000100.npz)
-      state/               component state (probe, alerts, forecasts), replaced atomically
+      meta.json              expert-set fingerprint, settings, host (checked when the run is reopened)
+      history.jsonl          one record per checkpoint (:class:`~evalcast.runs.record.Record`), append-only
+      examples/              per-example statistics per checkpoint (step_000000100.npz)
+      anchors/               anchor labels per anchor checkpoint: question ids, samples n, correct c
+      probe_features/        the anchor questions' hidden-state features at anchors (the probe resumes from them)
+      probe_predictions/     the probe's P(solve) per question per checkpoint
+      state/                 component state (the probe's weights), replaced atomically
 
 ``history.jsonl`` is only ever appended to. Reading it resolves what a resumed run re-did: a record for a
 step already present replaces the earlier one, and a ``{"rewind_to": S}`` marker (written when training
@@ -25,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from evalcast.runs.record import FORMAT_VERSION, VERSION_KEY, Record, RecordFormatError
+
 logger = logging.getLogger(__name__)
 
 HISTORY, META = "history.jsonl", "meta.json"
+EXAMPLES, ANCHOR_LABELS, FEATURES, PREDICTIONS = "examples", "anchors", "probe_features", "probe_predictions"
 
 
 class RunStore:
@@ -38,21 +44,27 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
 
     # ---------------------------------------------------------------- history
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         """Append one record durably (flushed and fsynced: a crash loses at most this line)."""
-        line = json.dumps(record, default=_json_default, allow_nan=True)
+        self._append_line(json.dumps(record.to_json(), default=_json_default, allow_nan=True))
+
+    def rewind(self, step: int) -> None:
+        """Forget records beyond ``step`` (training resumed from the checkpoint at ``step``)."""
+        self._append_line(json.dumps({"rewind_to": int(step)}))
+
+    def _append_line(self, line: str) -> None:
         with open(self.path / HISTORY, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
-    def rewind(self, step: int) -> None:
-        """Forget records beyond ``step`` (training resumed from the checkpoint at ``step``)."""
-        self.append({"rewind_to": int(step)})
+    def history(self) -> list[Record]:
+        """Records by increasing step, one per step, after replacements and rewinds.
 
-    def history(self) -> list[dict[str, Any]]:
-        """Records by increasing step, one per step, after replacements and rewinds."""
-        by_step: dict[int, dict[str, Any]] = {}
+        Raises :class:`~evalcast.runs.record.RecordFormatError` naming the file and line of a record
+        this evalcast cannot read (a later format version, or a corrupt line other than a torn last one).
+        """
+        by_step: dict[int, Record] = {}
         path = self.path / HISTORY
         if not path.exists():
             return []
@@ -62,26 +74,39 @@ class RunStore:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                raw = json.loads(line)
             except json.JSONDecodeError:
                 if number == len(lines):  # a torn last line from a crash mid-write
                     logger.warning("%s: ignoring a truncated last line", path)
                     continue
-                raise ValueError(f"{path}:{number}: corrupt history record") from None
-            if "rewind_to" in record:
-                limit = int(record["rewind_to"])
+                raise RecordFormatError(f"{path}:{number}: corrupt history record") from None
+            if "rewind_to" in raw:
+                limit = int(raw["rewind_to"])
                 by_step = {s: r for s, r in by_step.items() if s <= limit}
-            else:
-                by_step[int(record["step"])] = record
+                continue
+            try:
+                record = Record.from_json(raw)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RecordFormatError(f"{path}:{number}: {exc}") from exc
+            by_step[record.step] = record
         return [by_step[s] for s in sorted(by_step)]
 
     # ---------------------------------------------------------------- metadata and state
     def read_meta(self) -> dict[str, Any] | None:
+        """``meta.json``, or None for a new run directory (refused when a later evalcast wrote it)."""
         path = self.path / META
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        if not path.exists():
+            return None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        version = meta.get(VERSION_KEY, 1)
+        if version != FORMAT_VERSION:
+            raise RecordFormatError(f"{path}: run directory format version {version!r}: this evalcast reads "
+                                    f"version {FORMAT_VERSION}; upgrade evalcast to read this run")
+        return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        _atomic_write(self.path / META, json.dumps(meta, indent=2, default=_json_default).encode("utf-8"))
+        data = {VERSION_KEY: FORMAT_VERSION, **meta}
+        _atomic_write(self.path / META, json.dumps(data, indent=2, default=_json_default).encode("utf-8"))
 
     def save_state(self, name: str, state: dict[str, Any]) -> None:
         _atomic_write(self.path / "state" / f"{name}.json",
