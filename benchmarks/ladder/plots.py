@@ -78,7 +78,7 @@ def dropped(run: Run, path: Path) -> Path:
     axes[1].plot(run.steps, np.exp(-run.metric(task, "nll")), label=f"{task} exp(-nll)")
     axes[1].set(title=f"proxies of {task} (higher is better)")
     axes[1].legend(fontsize=7)
-    axes[2].plot(run.steps, run.metric("all", "val_loss"), label="val loss (initial mix)")
+    axes[2].plot(run.steps, run.metric("all", "val_loss"), label="val loss (common text)")
     axes[2].plot(run.steps, run.metric("all", "train_loss"), label="train loss (current mix)")
     axes[2].set(title="overall losses", yscale="log")
     axes[2].legend(fontsize=7)
