@@ -63,7 +63,8 @@ def fast_statistics(model, experts, spec=StatsConfig(), autocast_dtype=None) -> 
     return fast_statistics_and_hidden(model, experts, spec, autocast_dtype)[0]
 
 
-def fast_statistics_and_hidden(model, experts, spec=StatsConfig(), autocast_dtype=None) -> tuple[np.ndarray, torch.Tensor]:
+def fast_statistics_and_hidden(model, experts, spec=StatsConfig(),
+                               autocast_dtype=None) -> tuple[np.ndarray, torch.Tensor]:
     """evalcast's per-token statistics (padded batches) and, for each scored token, the final hidden state the
     output layer received in that very pass (read by a hook registered before evalcast's own)."""
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=int(experts.table.lengths.max()))

@@ -78,7 +78,7 @@ def data_mix(run: Run) -> dict[str, Any]:
 
 
 def alerts_section(runs: list[Run]) -> dict[str, Any]:
-    healthy = [r for r in runs if r.spec.group in ("ladder", "schedule")]
+    healthy = [r for r in runs if r.spec.group in ("ladder", "seed", "schedule")]
     rules = stop_rules()
     return {
         "plateau": {r.name: {rule.name: early_stop(r, rule) for rule in rules} for r in runs

@@ -1,4 +1,4 @@
-"""Questions, training streams (task mix + filler, optional drop), validation text and LR schedules."""
+"""Questions, training streams (task mix + filler, optional drop), validation texts and LR schedules."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import torch
 
 from benchmarks.ladder.config import TASKS, Preset, RunSpec
 from evalcast.data.records import ExpertRecord
-from evalcast.tasks import MixSchedule, get_task, training_batch
+from evalcast.tasks import MixSchedule, get_task, training_batch, training_text
+
+VALIDATION_SEED = 10_000
+"""Data seed of the validation texts (training streams use the runs' own seeds, 0 and up)."""
 
 
 def questions(preset: Preset) -> list[ExpertRecord]:
     """The held-out questions: ground truth, expert set (with negatives) and probe questions all come from here."""
     return [r for t in TASKS for r in get_task(t).sample(preset.questions_per_task, seed=preset.seed,
-                                                          difficulties=preset.levels, negatives=True)]
+                                                          difficulties=preset.levels, negatives=preset.negatives)]
 
 
 def filler_text(rng: random.Random) -> str:
@@ -53,18 +56,34 @@ class MixStream(torch.utils.data.IterableDataset):
 
         step = 0
         while True:
-            batch = TextDataset(self.tokenizer, batch_texts(self.spec, self.preset, step, self.preset.seed),
+            batch = TextDataset(self.tokenizer, batch_texts(self.spec, self.preset, step, self.spec.seed),
                                 self.preset.seq_length)
             yield from (batch[i] for i in range(len(batch)))
             step += 1
 
 
-def validation_texts(spec: RunSpec, preset: Preset) -> list[str]:
-    """Held-out text of the run's own (initial) mix: another data seed, as a practitioner's validation split."""
+def common_validation_texts(preset: Preset) -> list[str]:
+    """The validation text of every run, whatever its mix or seed: task text only (every task in equal shares,
+    no filler), the questions that follow the ground truth's in the same held-out streams (so no run trains on
+    them, none is a ground-truth question, and they spread over the levels like the ground truth)."""
+    per_task = -(-preset.val_texts // len(TASKS))
+    texts: list[str] = []
+    for task in TASKS:
+        family = get_task(task)
+        truth = {r.prompt for r in family.sample(preset.questions_per_task, seed=preset.seed,
+                                                 difficulties=preset.levels)}
+        following = family.sample(preset.questions_per_task + per_task, seed=preset.seed, difficulties=preset.levels)
+        texts += [training_text(r) for r in following if r.prompt not in truth][:per_task]
+    return texts
+
+
+def mix_validation_texts(spec: RunSpec, preset: Preset) -> list[str]:
+    """Held-out text of the run's own (initial) mix, filler included: another data seed of the training
+    stream, as a practitioner's validation split of their own data (not comparable across mixes)."""
     out: list[str] = []
     step = 0
     while len(out) < preset.val_texts:
-        out += batch_texts(spec, preset, step, seed=10_000 + preset.seed)
+        out += batch_texts(spec, preset, step, seed=VALIDATION_SEED + preset.seed)
         step += 1
     return out[:preset.val_texts]
 

@@ -14,7 +14,7 @@ from evalcast.alerts.history import LOWER_IS_BETTER as ALERT_LOWER_IS_BETTER
 #: Metrics where lower is better (a weighting suffix keeps its base metric's direction): evalcast's own list,
 #: plus the losses and two statistics whose direction the library leaves open. Entropy is taken as
 #: lower-is-better (a model sure of the expert's next token), which held on every run measured here.
-LOWER_IS_BETTER = ALERT_LOWER_IS_BETTER | {"entropy", "excess_surprisal", "val_loss", "train_loss"}
+LOWER_IS_BETTER = ALERT_LOWER_IS_BETTER | {"entropy", "excess_surprisal", "val_loss", "val_loss_mix", "train_loss"}
 
 
 def orientation(metric: str) -> float:

@@ -15,7 +15,7 @@ from benchmarks.ladder.proxies import LOSSES, PROXIES
 from benchmarks.ladder.runs import Run
 
 DPI = 80
-SIZE_COLORS = {"S": "tab:blue", "M": "tab:orange", "L": "tab:green"}
+SIZE_COLORS = {"XS": "tab:purple", "S": "tab:blue", "M": "tab:orange", "L": "tab:green"}
 HORIZON_COLORS = ("tab:red", "tab:purple", "tab:blue")
 
 
@@ -27,7 +27,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def curves(runs: list[Run], path: Path) -> Path:
-    """Ladder runs: true pass@1 and validation loss against compute (the loss ranks mixes wrongly)."""
+    """Ladder runs: true pass@1 and the validation loss on the common text against compute."""
     fig = Figure(figsize=(10, 4))
     ax1, ax2 = fig.subplots(1, 2)
     for r in (r for r in runs if r.spec.group == "ladder"):
@@ -37,7 +37,7 @@ def curves(runs: list[Run], path: Path) -> Path:
         ax2.plot(r.compute, r.metric("all", "val_loss"), **style)
     ax1.set(xscale="log", xlabel="compute 6·N·D (FLOPs)", ylabel="true pass@1 (all tasks)",
             title="ground truth (solid: mix A, dashed: mix B + filler)")
-    ax2.set(xscale="log", yscale="log", xlabel="compute 6·N·D (FLOPs)", ylabel="validation loss (own mix)",
+    ax2.set(xscale="log", yscale="log", xlabel="compute 6·N·D (FLOPs)", ylabel="validation loss (common text)",
             title="validation loss")
     ax1.legend(fontsize=7)
     return _save(fig, path)
@@ -78,7 +78,7 @@ def dropped(run: Run, path: Path) -> Path:
     axes[1].plot(run.steps, np.exp(-run.metric(task, "nll")), label=f"{task} exp(-nll)")
     axes[1].set(title=f"proxies of {task} (higher is better)")
     axes[1].legend(fontsize=7)
-    axes[2].plot(run.steps, run.metric("all", "val_loss"), label="val loss (initial mix)")
+    axes[2].plot(run.steps, run.metric("all", "val_loss"), label="val loss (common text)")
     axes[2].plot(run.steps, run.metric("all", "train_loss"), label="train loss (current mix)")
     axes[2].set(title="overall losses", yscale="log")
     axes[2].legend(fontsize=7)

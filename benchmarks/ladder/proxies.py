@@ -17,7 +17,7 @@ from benchmarks.ladder.runs import Run
 
 PROXIES = ("nll", "top1", "log_rank", "prob", "entropy", "greedy_match", "answer_match", "bpb", "pair_accuracy",
            "pass@1_probe", "nll.rarity", "top1.rarity", "nll.answer", "top1.answer", "prob.traj")
-LOSSES = ("val_loss", "train_loss")
+LOSSES = ("val_loss", "val_loss_mix", "train_loss")
 GROUPS = ("all", *TASKS)
 
 

@@ -70,7 +70,10 @@ class Run:
         return self.truth[:, mask].mean(axis=1)
 
     def metric(self, group: str, name: str) -> np.ndarray:
-        """An evalcast metric (``nll``, ``top1.answer`` ...) or ``val_loss``/``train_loss`` at every save."""
+        """An evalcast metric (``nll``, ``top1.answer`` ...) or a loss at every save: ``val_loss`` (the common
+        validation text, as evalcast logged it), ``val_loss_mix`` (the run's own mix) or ``train_loss``."""
+        if name == "val_loss_mix":
+            return np.array([_num(r.get("val_loss_mix")) for r in self.truth_rows])
         if name in ("val_loss", "train_loss"):
             key = "val_loss" if name == "val_loss" else "loss"
             return np.array([_num(r.train.get(key)) for r in self.records])

@@ -32,7 +32,9 @@ import torch
 from benchmarks.ladder.config import REPO, RESULTS
 from benchmarks.ladder.measures import clean
 
-GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
+GSM8K = next((d / "shared" / "data" / "gsm8k" for d in REPO.parents if (d / "shared" / "data" / "gsm8k").is_dir()),
+             REPO.parent / "shared" / "data" / "gsm8k")
+"""``../shared/data/gsm8k`` beside the repository, or beside a folder above it (a git worktree's checkout)."""
 
 
 @dataclass(frozen=True)
