@@ -43,6 +43,17 @@ class GateConfig:
     """Refuse while the LR decays only after the fit window (a WSD run before its cool-down): the loss
     drop of the decay cannot be estimated yet, so a forecast would silently leave it out. False
     publishes that conditional forecast, flagged ``annealing_unobserved``."""
+    max_link_extrapolation: float = 1.0
+    """Refuse (``link_extrapolation``) when the end-of-budget proxy lies beyond the proxy range over
+    which the accuracy link was observed (the anchors'; with references, all reference anchors') by more
+    than this multiple of that range, or when no anchor has left the floor yet (without references).
+    There the sigmoid is pure extrapolation: a steep fit saturates and publishes a confident, wrong
+    value. ``inf`` turns the gate off."""
+
+    def __post_init__(self) -> None:
+        if not self.max_link_extrapolation >= 0:
+            raise ValueError(f"GateConfig.max_link_extrapolation must be ≥ 0 (inf: off), got "
+                             f"{self.max_link_extrapolation!r}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,53 @@ class ClusterConfig:
     """Probe checkpoints (evenly spaced) added to each question's anchor trajectory for clustering."""
     n_seeds: int = 10
     """MeanShift seeds: questions evenly spaced in mean pass rate (seeding every question costs ~20×)."""
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Forecasts that use reference runs: other runs of the same task (pilots, other sizes, earlier runs)."""
+
+    backtest_fractions: tuple[float, ...] = (0.1, 0.25, 0.5)
+    """Budget fractions at which each finished reference is forecast from the others (leave one run out).
+    Their errors choose the proxy and their interval misses give the conformal correction; a forecast
+    made at fraction f uses the misses at the nearest of these fractions."""
+    finished_fraction: float = 0.98
+    """A reference's final value is known when it has an anchor at this fraction of its budget or later."""
+    min_reference_decay: float = 0.5
+    """A reference's decay shape (C, β, γ, B/A) is used only once its learning rate has fallen by this
+    fraction of its peak by its last checkpoint; before that the drop of a decay is not identified."""
+    schedule_blocks: int = 128
+    """Blocks of the learning-rate schedule in the quadrature of the multi-power law's drop term."""
+    min_shift_sd: float = 0.05
+    """Smallest spread τ of the run-specific link shift, in units of the references' proxy range: a
+    handful of references cannot show that runs share one link exactly."""
+    alpha_prior_sd_min: float = 0.05
+    """Smallest standard deviation of the prior on the target's exponent α taken from the references."""
+    min_conformal_scores: int = 4
+    """Fewest leave-one-run-out misses for a conformal correction at 80% (below it the interval is the
+    bootstrap's own, flagged ``conformal:unavailable``)."""
+    conformal: bool = True
+    """Apply the conformal correction (False: publish the bootstrap intervals, for comparison)."""
+    measurement_noise: bool = True
+    """Add the binomial noise of the final measurement (one evaluation on the anchors' questions)."""
+    max_candidates: int = 4
+    """Most proxies compared by the leave-one-run-out backtest (the smoothest ones)."""
+    min_target_points: int = 3
+    """Fewest post-warm-up checkpoints of the target to fit its L0, A and α."""
+
+    def __post_init__(self) -> None:
+        if not self.backtest_fractions or not all(0.0 < f < 1.0 for f in self.backtest_fractions):
+            raise ValueError(f"ReferenceConfig.backtest_fractions must be non-empty, each in (0, 1), got "
+                             f"{self.backtest_fractions!r}")
+        for name, lo, hi in (("finished_fraction", 0.5, 1.0), ("min_reference_decay", 0.0, 1.0),
+                             ("min_shift_sd", 0.0, 10.0), ("alpha_prior_sd_min", 0.0, 10.0)):
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise ValueError(f"ReferenceConfig.{name} must lie in [{lo:g}, {hi:g}], got {v!r}")
+        for name, lo in (("schedule_blocks", 8), ("min_conformal_scores", 4), ("max_candidates", 1),
+                         ("min_target_points", 2)):
+            if int(getattr(self, name)) < lo:
+                raise ValueError(f"ReferenceConfig.{name} must be an integer ≥ {lo}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -118,3 +176,4 @@ class ForecastConfig:
     """Gauss–Newton steps per bootstrap replicate (k-step bootstrap)."""
     gates: GateConfig = field(default_factory=GateConfig)
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
+    references: ReferenceConfig = field(default_factory=ReferenceConfig)

@@ -14,7 +14,13 @@ from evalcast.forecast.config import GateConfig
 
 
 class Reason(str, Enum):
-    """Refusal codes."""
+    """Refusal codes.
+
+    ``link_extrapolation``: the end-of-budget proxy lies too far beyond the proxy range where accuracy
+    was observed (or no anchor has left the floor yet). ``reference_mismatch``: a reference run is of
+    another task or measures compute on another axis. ``too_few_references``: a baseline needs more
+    finished reference runs than were given.
+    """
 
     INVALID_INPUT = "invalid_input"
     NO_PROXY = "no_proxy"
@@ -30,6 +36,9 @@ class Reason(str, Enum):
     NON_MONOTONE = "non_monotone"
     FIT_FAILED = "fit_failed"
     ANNEALING_UNOBSERVED = "annealing_unobserved"
+    LINK_EXTRAPOLATION = "link_extrapolation"
+    REFERENCE_MISMATCH = "reference_mismatch"
+    TOO_FEW_REFERENCES = "too_few_references"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -110,4 +119,19 @@ def check_bootstrap(ok_fraction: float, cfg: GateConfig) -> Refusal | None:
     if ok_fraction < cfg.min_bootstrap_success:
         return Refusal(Reason.FIT_FAILED, f"only {ok_fraction:.0%} of bootstrap refits converged "
                        f"(< {cfg.min_bootstrap_success:.0%}): the fit is unstable under resampling")
+    return None
+
+
+def check_link_extrapolation(y_end: float, y_lo: float, y_hi: float, cfg: GateConfig,
+                             where: str = "the anchors") -> Refusal | None:
+    """The end-of-budget proxy ``y_end`` (loss-like, falling) must stay within ``max_link_extrapolation``
+    of the observed range ``[y_lo, y_hi]`` of the accuracy link."""
+    span = y_hi - y_lo
+    beyond = max(0.0, y_lo - y_end, y_end - y_hi)
+    ratio = beyond / span if span > 0 else (0.0 if beyond == 0 else float("inf"))
+    if not np.isfinite(y_end) or ratio > cfg.max_link_extrapolation:
+        return Refusal(Reason.LINK_EXTRAPOLATION, f"the proxy at the end of the budget ({y_end:.4g}, loss-like) lies "
+                       f"{ratio:.2f} of the observed range [{y_lo:.4g}, {y_hi:.4g}] of {where} beyond it (> "
+                       f"{cfg.max_link_extrapolation:g}): accuracy there would be extrapolated from the sigmoid's "
+                       "shape alone")
     return None
