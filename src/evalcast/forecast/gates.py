@@ -135,3 +135,32 @@ def check_link_extrapolation(y_end: float, y_lo: float, y_hi: float, cfg: GateCo
                        f"{cfg.max_link_extrapolation:g}): accuracy there would be extrapolated from the sigmoid's "
                        "shape alone")
     return None
+
+
+def extrapolation_ratio(y_end: float, y_anchor: np.ndarray, acc: np.ndarray, se: np.ndarray,
+                        g: float) -> tuple[float, int, float, float]:
+    """How far ``y_end`` lies beyond the proxy range of the anchors above the floor (``acc > g + 2·SE``), in
+    units of that range: ``(ratio, anchors above the floor, range low, range high)`` (ratio inf without any)."""
+    off = acc > g + 2.0 * se
+    if not np.any(off):
+        return float("inf"), 0, float("nan"), float("nan")
+    lo, hi = float(np.min(y_anchor[off])), float(np.max(y_anchor[off]))
+    beyond = max(0.0, lo - y_end, y_end - hi)
+    ratio = beyond / (hi - lo) if hi > lo else (0.0 if beyond == 0 else float("inf"))
+    return (ratio if np.isfinite(y_end) else float("inf")), int(off.sum()), lo, hi
+
+
+def check_anchor_extrapolation(y_end: float, y_anchor: np.ndarray, acc: np.ndarray, se: np.ndarray, g: float,
+                               cfg: GateConfig) -> Refusal | None:
+    """Without references: the link is observed only between the anchors above the floor (``acc > g + 2·SE``);
+    refuse when none is, or when ``y_end`` lies too far beyond their proxy range (see
+    :func:`check_link_extrapolation`). Skipped with fewer than ``min_anchors`` anchors (that has its own
+    refusal)."""
+    if acc.size < cfg.min_anchors or not np.isfinite(cfg.max_link_extrapolation):
+        return None
+    _, n_off, lo, hi = extrapolation_ratio(y_end, y_anchor, acc, se, g)
+    if n_off == 0:
+        return Refusal(Reason.LINK_EXTRAPOLATION, f"none of the {acc.size} anchors has left the floor yet (all within "
+                       "2 standard errors of chance): where accuracy starts to rise with the proxy is unobserved, "
+                       "and without reference runs it cannot be forecast")
+    return check_link_extrapolation(y_end, lo, hi, cfg, f"the {n_off} anchor(s) above the floor")
