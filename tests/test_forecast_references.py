@@ -24,6 +24,7 @@ from evalcast.forecast import (
     prepare_references,
 )
 from evalcast.forecast.calibration import conformal_quantile
+from evalcast.forecast.references import proxy_scale, to_scale
 from evalcast.forecast.simfamily import FamilySpec, RunSpec, default_runs, simulate_family
 from evalcast.forecast.simulate import SimSpec, simulate_run
 
@@ -174,3 +175,15 @@ def test_conformal_quantile_needs_enough_scores() -> None:
     assert conformal_quantile(scores, 0.8) == 0.3  # ⌈5·0.8⌉ = 4th smallest
     assert np.isnan(conformal_quantile(scores, 0.95))  # ⌈5·0.95⌉ = 5 > 4 scores
     assert conformal_quantile(np.arange(9.0), 0.8) == 7.0  # ⌈10·0.8⌉ = 8th smallest
+
+
+def test_proxy_scales_are_fixed_by_rule_across_runs() -> None:
+    x = np.arange(1.0, 21.0)
+    falling, rising = 2.0 + 1.0 / x, 1.0 - 0.5 / x
+    assert proxy_scale([(falling, x), (falling * 1.1, x)], 5) == "identity"
+    assert proxy_scale([(np.exp(-falling), x)] * 2, 5) == "neg_log"  # a probability: −log gives the loss back
+    np.testing.assert_allclose(to_scale("neg_log", np.exp(-falling)), falling)
+    assert proxy_scale([(rising - 0.8, x)] * 2, 5) == "one_minus"  # a margin in [−1, 1)
+    assert proxy_scale([(falling, x), (rising, x)], 5) is None  # runs disagree on the direction
+    assert proxy_scale([(-falling, x)] * 2, 5) is None  # rising without a known bound: no shared scale
+    assert np.isnan(to_scale("one_minus", np.array([1.0, 1.5]))).all()  # not positive: undefined

@@ -32,6 +32,8 @@ from evalcast.forecast.refdata import ProxyModel, RunData, run_proxy
 from evalcast.forecast.results import Curve, Forecast
 from evalcast.forecast.transfer import TransferFit, fit_transfer
 
+_Z80, _Z95 = 1.2816, 1.96
+
 
 @dataclass(frozen=True, eq=False)
 class CoreDraws:
@@ -133,6 +135,11 @@ def interval_forecast(target: RunData, model: ProxyModel, core: CoreDraws, corre
         params.update({"conformal_q80": correction.q80, "conformal_q95": q95})
     else:
         flags.append("conformal:unavailable")
+    if n_q > 0:  # never narrower than the final measurement's own binomial noise (a conformal shrink from a
+        # handful of references could otherwise collapse the interval onto the point)
+        noise = np.sqrt(np.clip(point * (1.0 - point), 0.0, None) / n_q)
+        q = np.stack([np.minimum(q[0], point - _Z80 * noise), np.maximum(q[1], point + _Z80 * noise),
+                      np.minimum(q[2], point - _Z95 * noise), np.maximum(q[3], point + _Z95 * noise)])
     q = np.clip(q, 0.0, 1.0)
     q[0], q[1] = np.minimum(q[0], point), np.maximum(q[1], point)
     q[2], q[3] = np.minimum(q[2], q[0]), np.maximum(q[3], q[1])

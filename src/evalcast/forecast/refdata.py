@@ -99,8 +99,7 @@ def run_data(name: str, inputs: TaskInputs, n_params: float | None, cfg: Forecas
         if s is not None:
             proxies[str(key)] = s
     final, final_n = None, 0
-    finished = axis.x[-1] >= cfg.references.finished_fraction * axis.x_end
-    if finished and anchors.size and anchors.index[-1] == n - 1:
+    if anchors.size and axis.x[anchors.index[-1]] >= cfg.references.finished_fraction * axis.x_end:
         final, final_n = float(anchors.acc[-1]), int(anchors.n[-1])
     return RunData(name, inputs, n_params, axis.x, axis.step, axis.x_end, lr, anchors, proxies, final, final_n,
                    axis.grid, grid_steps)

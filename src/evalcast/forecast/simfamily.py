@@ -24,7 +24,7 @@ import numpy as np
 
 from evalcast.forecast.inputs import Anchor, Checkpoints, Schedule, TaskInputs
 from evalcast.forecast.multipower import DecayShape, mpl, schedule_terms
-from evalcast.forecast.references import ReferenceRun
+from evalcast.forecast.references import ReferenceRun, truncate
 from evalcast.forecast.simulate import SimSpec, lr_schedule
 
 
@@ -82,8 +82,6 @@ class FamilyRun:
 
     def at(self, fraction: float) -> TaskInputs:
         """The inputs as seen when ``fraction`` of the budget has been trained."""
-        from evalcast.forecast.references import truncate
-
         return truncate(self.inputs, fraction)
 
 
