@@ -19,6 +19,7 @@ from evalcast.forecast import (
     ReferenceConfig,
     ReferenceRun,
     TaskForecast,
+    TaskInputs,
     coverage_interval,
     forecast_task,
     prepare_references,
@@ -187,3 +188,10 @@ def test_proxy_scales_are_fixed_by_rule_across_runs() -> None:
     assert proxy_scale([(falling, x), (rising, x)], 5) is None  # runs disagree on the direction
     assert proxy_scale([(-falling, x)] * 2, 5) is None  # rising without a known bound: no shared scale
     assert np.isnan(to_scale("one_minus", np.array([1.0, 1.5]))).all()  # not positive: undefined
+
+
+@pytest.mark.parametrize("refs", [[None], [ReferenceRun("a", None)], 5, [ReferenceRun("a", TaskInputs(  # type: ignore[arg-type]
+    "t", Checkpoints([2.0, 1.0], [1, 2], 3.0), {"nll": [1.0, 2.0]}))]])
+def test_prepare_references_lists_problems_instead_of_raising(refs: object) -> None:
+    prepared = prepare_references(refs, FAST)  # type: ignore[arg-type]
+    assert prepared.problems and all(isinstance(p, str) and p for p in prepared.problems)

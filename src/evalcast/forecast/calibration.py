@@ -13,6 +13,7 @@ coverage.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -82,7 +83,17 @@ def prepare_references(references: Sequence[ReferenceRun], config: ForecastConfi
     Never raises: what makes the set unusable is listed in ``problems`` (a forecast with it refuses with
     ``reference_mismatch``)."""
     cfg = config or ForecastConfig()
-    refs = tuple(references or ())
+    try:
+        refs = tuple(references or ())
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _prepare(refs, cfg)
+    except Exception as exc:  # an internal error must not reach the caller (a training loop)
+        return ReferenceSet("", (), (), (), None, None, (f"internal error preparing the references: "
+                                                         f"{type(exc).__name__}: {exc}",))
+
+
+def _prepare(refs: tuple[ReferenceRun, ...], cfg: ForecastConfig) -> ReferenceSet:
     if not refs:
         return ReferenceSet("", (), (), (), None, None, ("no reference runs were given",))
     first = getattr(refs[0], "task", None)
