@@ -14,18 +14,21 @@ A schedule whose decay lies wholly after the checkpoints (WSD before its cool-do
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from evalcast.forecast.accuracy import AccuracyPoints
 from evalcast.forecast.baselines import compute_power, compute_sigmoid, last_value, loss_twostep
 from evalcast.forecast.bootstrap import anchor_replicates, question_counts
+from evalcast.forecast.calibration import ReferenceSet
 from evalcast.forecast.clusters import cluster_breakdown
 from evalcast.forecast.config import ForecastConfig
 from evalcast.forecast.gates import Reason, Refusal
 from evalcast.forecast.inputs import TaskInputs
 from evalcast.forecast.prepare import AnchorTable, Axis, as_series, build_anchors, build_axis, phase_flags, probe_matrix
+from evalcast.forecast.references import ReferenceRun
+from evalcast.forecast.refforecast import forecast_with_references, refused_with_baselines
 from evalcast.forecast.results import FitData, Forecast, ProxyChoice, TaskForecast, refused
 from evalcast.forecast.selection import rank_proxies
 from evalcast.forecast.twostep import ProxyFit, twostep_forecast
@@ -35,28 +38,47 @@ _PROXY_FAILURES = {r.value for r in (Reason.TOO_FEW_POINTS, Reason.COMPUTE_RANGE
                                      Reason.POOR_FIT, Reason.FIT_FAILED, Reason.NON_MONOTONE, Reason.SLOPE_AT_BOUND)}
 
 
-def forecast_task(inputs: TaskInputs, config: ForecastConfig | None = None) -> TaskForecast:
+def forecast_task(inputs: TaskInputs, config: ForecastConfig | None = None,
+                  references: ReferenceSet | Sequence[ReferenceRun] | None = None,
+                  n_params: float | None = None) -> TaskForecast:
     """Forecast one task's accuracy at the end of the training budget.
 
     Returns evalcast's two-step forecast, each baseline, the difficulty-cluster breakdown, the proxy
     chosen and the data fitted. Any failed gate, bad input or internal error becomes a refusal with a
     reason code and a sentence; nothing is raised into the caller's training loop.
+
+    ``references``: the same task in other runs, as :class:`ReferenceRun` s or (prepared once, which is
+    much cheaper per call) a :class:`ReferenceSet` from :func:`prepare_references`; the forecast then
+    comes from them (see :mod:`evalcast.forecast.refforecast`). ``n_params``: this run's non-embedding
+    parameter count, if known (the pilot-ratio baseline picks the reference nearest in size).
     """
     cfg = config or ForecastConfig()
     name = str(getattr(inputs, "name", "task"))
+    base = None
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _forecast_task(name, inputs, cfg)
+            base = _forecast_task(name, inputs, cfg)
+            if references is None:
+                return base
+            return forecast_with_references(base, inputs, cfg, references, n_params)
     except Refusal as r:
+        if base is not None:
+            return refused_with_baselines(base, r.reason, r.message)
         return _refused_task(name, inputs, r.reason, r.message)
     except Exception as exc:  # never raise into a training loop
         return _refused_task(name, inputs, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
 
-def forecast_run(tasks: Sequence[TaskInputs], config: ForecastConfig | None = None) -> dict[str, TaskForecast]:
-    """:func:`forecast_task` for several tasks, keyed by task name."""
-    return {str(getattr(t, "name", i)): forecast_task(t, config) for i, t in enumerate(tasks)}
+def forecast_run(tasks: Sequence[TaskInputs], config: ForecastConfig | None = None,
+                 references: Mapping[str, ReferenceSet | Sequence[ReferenceRun]] | None = None,
+                 n_params: float | None = None) -> dict[str, TaskForecast]:
+    """:func:`forecast_task` for several tasks, keyed by task name (``references`` keyed by task name too)."""
+    out = {}
+    for i, t in enumerate(tasks):
+        name = str(getattr(t, "name", i))
+        out[name] = forecast_task(t, config, (references or {}).get(name), n_params)
+    return out
 
 
 def _refused_task(name: str, inputs: object, reason: Reason, message: str) -> TaskForecast:

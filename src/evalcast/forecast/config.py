@@ -47,12 +47,18 @@ class GateConfig:
     """Refuse while the LR decays only after the fit window (a WSD run before its cool-down): the loss
     drop of the decay cannot be estimated yet, so a forecast would silently leave it out. False
     publishes that conditional forecast, flagged ``annealing_unobserved``."""
+    max_link_extrapolation: float = 1.0
+    """Refuse (``link_extrapolation``) when the end-of-budget proxy lies beyond the proxy range over
+    which the accuracy link was observed (the anchors'; with references, all reference anchors') by more
+    than this multiple of that range, or when no anchor has left the floor yet (without references).
+    There the sigmoid is pure extrapolation: a steep fit saturates and publishes a confident, wrong
+    value. ``inf`` turns the gate off."""
 
     def __post_init__(self) -> None:
         check_config(self, min_points=at_least(2), min_compute_range=at_least(1), min_anchors=at_least(1),
                      min_anchor_range_se=at_least(0), min_r2=between(0, 1), max_interval80_frac=above(0),
                      max_proxy_interval_frac=above(0), monotone_tol=at_least(0), bound_rtol=at_least(0),
-                     min_bootstrap_success=between(0, 1))
+                     min_bootstrap_success=between(0, 1), max_link_extrapolation=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,46 @@ DEFAULT_PROXIES = (
     "greedy_match", "answer_match", "pair_accuracy", "nll.rarity", "top1.rarity", "nll.answer", "top1.answer",
     "prob.traj", "top1.late",
 )
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Forecasts that use reference runs: other runs of the same task (pilots, other sizes, earlier runs)."""
+
+    backtest_fractions: tuple[float, ...] = (0.1, 0.25, 0.5)
+    """Budget fractions at which each finished reference is forecast from the others (leave one run out).
+    Their errors choose the proxy and their interval misses give the conformal correction; a forecast
+    made at fraction f uses the misses at the nearest of these fractions."""
+    finished_fraction: float = 0.98
+    """A reference's final value is known when it has an anchor at this fraction of its budget or later."""
+    min_reference_decay: float = 0.5
+    """A reference's decay shape (C, β, γ, B/A) is used only once its learning rate has fallen by this
+    fraction of its peak by its last checkpoint; before that the drop of a decay is not identified."""
+    schedule_blocks: int = 128
+    """Blocks of the learning-rate schedule in the quadrature of the multi-power law's drop term."""
+    min_shift_sd: float = 0.05
+    """Smallest spread τ of the run-specific link shift, in units of the references' proxy range: a
+    handful of references cannot show that runs share one link exactly."""
+    alpha_prior_sd_min: float = 0.05
+    """Smallest standard deviation of the prior on the target's exponent α taken from the references."""
+    min_conformal_scores: int = 4
+    """Fewest leave-one-run-out misses for a conformal correction at 80% (below it the interval is the
+    bootstrap's own, flagged ``conformal:unavailable``)."""
+    conformal: bool = True
+    """Apply the conformal correction (False: publish the bootstrap intervals, for comparison)."""
+    measurement_noise: bool = True
+    """Add the binomial noise of the final measurement (one evaluation on the anchors' questions)."""
+    max_candidates: int = 4
+    """Most proxies compared by the leave-one-run-out backtest (the smoothest ones)."""
+    min_target_points: int = 3
+    """Fewest post-warm-up checkpoints of the target to fit its L0, A and α."""
+
+    def __post_init__(self) -> None:
+        check_config(self, backtest_fractions=Rule("non-empty, each in (0, 1)",
+                                                   lambda v: bool(v) and all(0.0 < f < 1.0 for f in v)),
+                     finished_fraction=between(0.5, 1), min_reference_decay=between(0, 1),
+                     min_shift_sd=between(0, 10), alpha_prior_sd_min=between(0, 10), schedule_blocks=at_least(8),
+                     min_conformal_scores=at_least(4), max_candidates=at_least(1), min_target_points=at_least(2))
 
 
 @dataclass(frozen=True)
@@ -154,6 +200,8 @@ class ForecastConfig:
     """When a forecast is refused."""
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
     """The per-difficulty breakdown."""
+    references: ReferenceConfig = field(default_factory=ReferenceConfig)
+    """How reference runs are used, when the monitor is given any."""
 
     def __post_init__(self) -> None:
         check_config(self, every=at_least(1), proxies=non_empty(), chance=each(between(0, 1, high_open=True)),

@@ -14,7 +14,13 @@ from evalcast.forecast.config import GateConfig
 
 
 class Reason(str, Enum):
-    """Refusal codes."""
+    """Refusal codes.
+
+    ``link_extrapolation``: the end-of-budget proxy lies too far beyond the proxy range where accuracy
+    was observed (or no anchor has left the floor yet). ``reference_mismatch``: a reference run is of
+    another task or measures compute on another axis. ``too_few_references``: a baseline needs more
+    finished reference runs than were given.
+    """
 
     INVALID_INPUT = "invalid_input"
     NO_PROXY = "no_proxy"
@@ -30,6 +36,9 @@ class Reason(str, Enum):
     NON_MONOTONE = "non_monotone"
     FIT_FAILED = "fit_failed"
     ANNEALING_UNOBSERVED = "annealing_unobserved"
+    LINK_EXTRAPOLATION = "link_extrapolation"
+    REFERENCE_MISMATCH = "reference_mismatch"
+    TOO_FEW_REFERENCES = "too_few_references"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -111,3 +120,47 @@ def check_bootstrap(ok_fraction: float, cfg: GateConfig) -> Refusal | None:
         return Refusal(Reason.FIT_FAILED, f"only {ok_fraction:.0%} of bootstrap refits converged "
                        f"(< {cfg.min_bootstrap_success:.0%}): the fit is unstable under resampling")
     return None
+
+
+def check_link_extrapolation(y_end: float, y_lo: float, y_hi: float, cfg: GateConfig,
+                             where: str = "the anchors") -> Refusal | None:
+    """The end-of-budget proxy ``y_end`` (loss-like, falling) must stay within ``max_link_extrapolation``
+    of the observed range ``[y_lo, y_hi]`` of the accuracy link."""
+    span = y_hi - y_lo
+    beyond = max(0.0, y_lo - y_end, y_end - y_hi)
+    ratio = beyond / span if span > 0 else (0.0 if beyond == 0 else float("inf"))
+    if not np.isfinite(y_end) or ratio > cfg.max_link_extrapolation:
+        return Refusal(Reason.LINK_EXTRAPOLATION, f"the proxy at the end of the budget ({y_end:.4g}, loss-like) lies "
+                       f"{ratio:.2f} of the observed range [{y_lo:.4g}, {y_hi:.4g}] of {where} beyond it (> "
+                       f"{cfg.max_link_extrapolation:g}): accuracy there would be extrapolated from the sigmoid's "
+                       "shape alone")
+    return None
+
+
+def extrapolation_ratio(y_end: float, y_anchor: np.ndarray, acc: np.ndarray, se: np.ndarray,
+                        g: float) -> tuple[float, int, float, float]:
+    """How far ``y_end`` lies beyond the proxy range of the anchors above the floor (``acc > g + 2·SE``), in
+    units of that range: ``(ratio, anchors above the floor, range low, range high)`` (ratio inf without any)."""
+    off = acc > g + 2.0 * se
+    if not np.any(off):
+        return float("inf"), 0, float("nan"), float("nan")
+    lo, hi = float(np.min(y_anchor[off])), float(np.max(y_anchor[off]))
+    beyond = max(0.0, lo - y_end, y_end - hi)
+    ratio = beyond / (hi - lo) if hi > lo else (0.0 if beyond == 0 else float("inf"))
+    return (ratio if np.isfinite(y_end) else float("inf")), int(off.sum()), lo, hi
+
+
+def check_anchor_extrapolation(y_end: float, y_anchor: np.ndarray, acc: np.ndarray, se: np.ndarray, g: float,
+                               cfg: GateConfig) -> Refusal | None:
+    """Without references: the link is observed only between the anchors above the floor (``acc > g + 2·SE``);
+    refuse when none is, or when ``y_end`` lies too far beyond their proxy range (see
+    :func:`check_link_extrapolation`). Skipped with fewer than ``min_anchors`` anchors (that has its own
+    refusal)."""
+    if acc.size < cfg.min_anchors or not np.isfinite(cfg.max_link_extrapolation):
+        return None
+    _, n_off, lo, hi = extrapolation_ratio(y_end, y_anchor, acc, se, g)
+    if n_off == 0:
+        return Refusal(Reason.LINK_EXTRAPOLATION, f"none of the {acc.size} anchors has left the floor yet (all within "
+                       "2 standard errors of chance): where accuracy starts to rise with the proxy is unobserved, "
+                       "and without reference runs it cannot be forecast")
+    return check_link_extrapolation(y_end, lo, hi, cfg, f"the {n_off} anchor(s) above the floor")

@@ -183,8 +183,9 @@ class FitData:
     """Checkpoint indices ``[start, stop)`` of the proxy~compute fit."""
     sign: float
     offset: float
+    """NaN for a scale that is not affine (``multipower:neg_log``: y = −log proxy)."""
     law: str
-    """"power" or "annealing"."""
+    """"power" or "annealing"; with references "multipower:<scale>" (identity, neg_log, one_minus)."""
     accuracy_source: str
     anchor_index: tuple[int, ...] = ()
     anchor_accuracy: tuple[float, ...] = ()
@@ -192,14 +193,14 @@ class FitData:
 
     def to_dict(self) -> dict[str, Any]:
         return {"x": _fs(self.x), "proxy": _fs(self.proxy), "y": _fs(self.y), "window": list(self.window),
-                "sign": self.sign, "offset": _f(self.offset), "law": self.law,
+                "sign": _f(self.sign), "offset": _f(self.offset), "law": self.law,
                 "accuracy_source": self.accuracy_source, "anchor_index": list(self.anchor_index),
                 "anchor_accuracy": _fs(self.anchor_accuracy), "anchor_se": _fs(self.anchor_se)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FitData:
         return cls(x=_rfs(d["x"]), proxy=_rfs(d["proxy"]), y=_rfs(d["y"]),
-                   window=(int(d["window"][0]), int(d["window"][1])), sign=float(d["sign"]),
+                   window=(int(d["window"][0]), int(d["window"][1])), sign=_rf(d["sign"]),
                    offset=_rf(d["offset"]), law=d["law"], accuracy_source=d["accuracy_source"],
                    anchor_index=tuple(int(i) for i in d.get("anchor_index", ())),
                    anchor_accuracy=_rfs(d.get("anchor_accuracy", ())), anchor_se=_rfs(d.get("anchor_se", ())))

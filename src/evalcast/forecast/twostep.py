@@ -27,8 +27,17 @@ from evalcast.forecast.fit import (
     moving_average,
     r_squared,
 )
-from evalcast.forecast.gates import Reason, Refusal, check_points, check_proxy_interval, check_r2
+from evalcast.forecast.gates import (
+    Reason,
+    Refusal,
+    check_anchor_extrapolation,
+    check_points,
+    check_proxy_interval,
+    check_r2,
+    extrapolation_ratio,
+)
 from evalcast.forecast.laws import PROXY_PARAMS, proxy_law, proxy_law_jac
+from evalcast.forecast.linkerror import law_error, model_error_draws, perturbed
 from evalcast.forecast.prepare import Axis
 from evalcast.forecast.results import Forecast
 
@@ -167,6 +176,11 @@ def twostep_forecast(method: str, name: str, raw: np.ndarray, axis: Axis, pts: A
         y_pts = pf.at(axis, pts.index)
         keep = np.isfinite(y_pts)
         pts_k = _subset(pts, keep)
+        k = pts_k.n_anchors or pts_k.acc.size
+        refusal = check_anchor_extrapolation(float(pf.predict(axis.t1_grid, axis.t2_grid)[-1]), y_pts[keep][:k],
+                                             pts_k.acc[:k], pts_k.se[:k], g, cfg.gates)
+        if refusal:
+            raise refusal
         center, scale = proxy_scale(pf)
         fits = fit_links(y_pts[keep], pts_k, g, u, center, scale, cfg)
     except Refusal as r:
@@ -185,8 +199,13 @@ def twostep_forecast(method: str, name: str, raw: np.ndarray, axis: Axis, pts: A
         return (Forecast(method, "refused", refusal.reason.value, refusal.message, params={**pf.params(),
                                                                                        **proxy_params}), pf, None)
     y_pts_reps = series[:, pts_k.index]
-    reps = np.concatenate([af.predict(grid_reps, sigmoid_bootstrap(af, y_pts_reps, pts_k.replicates, pts_k.weight, cfg))
-                           for af in fits])
+    k = pts_k.n_anchors or pts_k.acc.size
+    ratio = extrapolation_ratio(float(y_grid[-1]), y_pts[keep][:k], pts_k.acc[:k], pts_k.se[:k], g)[0]
+    reach = min(1.0, ratio) if np.isfinite(ratio) else 1.0
+    reps = np.concatenate([af.predict(grid_reps, perturbed(af, sigmoid_bootstrap(
+        af, y_pts_reps, pts_k.replicates, pts_k.weight, cfg), reach * model_error_draws(
+        af, y_pts[keep], pts_k.weight, law_error(af, y_pts[keep][:k], pts_k.acc[:k], pts_k.se[:k], cfg.model_error),
+        y_pts_reps.shape[0], rng))) for af in fits])
     flags = list(pf.flags) + (["ceiling_free"] if any(af.helper for af in fits) else []) + [
         f"law:{axis.law}", f"source:{pts.source}", "links:" + "+".join(af.link for af in fits)]
     params = {**pf.params(), **proxy_params, **{k: v for af in fits for k, v in af.params().items()}}
