@@ -7,7 +7,7 @@ tokens, from the same per-sequence sums as the proxies. Per question:
 * ``acc``: argmax_k ℓ_k is the gold choice (lm-eval's ``acc``; ties go to the first index, as ``np.argmax``);
 * ``acc_norm``: argmax_k ℓ_k / len(choice_k) in characters (lm-eval's ``acc_norm``, choice text
   without the delimiter); ``acc_bytes``: the same over UTF-8 bytes (lm-eval's ``acc_bytes``);
-* for each normalisation n ∈ {sum, per token, per byte of the continuation} (suffix ``""``,
+* for each normalisation n ∈ {sum, per token of the continuation, per byte of the choice} (suffix ``""``,
   ``_per_token``, ``_per_byte``) of the score s_k = ℓ_k / n_k, DataDecide's continuous proxies
   ``mc_prob`` = exp(s_gold) / Σ_k exp(s_k) (probability of the correct choice, normalised by the sum
   over choices) and ``mc_margin`` = s_gold − max_{k≠gold} s_k (margin to the best wrong choice).
@@ -37,8 +37,8 @@ class ChoiceScores:
     """Per multiple-choice question (rows) and choice (columns, padded with NaN beyond K).
 
     ``record_index``: the question's row of the expert set; ``gold``: the correct index; ``loglik``:
-    summed log-likelihood ℓ_k of each continuation; ``tokens`` and ``bytes``: its scored tokens and UTF-8
-    bytes (delimiter included); ``chars``: characters of the choice text (lm-eval's ``acc_norm`` length).
+    summed log-likelihood ℓ_k of each continuation; ``tokens``: its scored tokens; ``bytes`` and ``chars``:
+    UTF-8 bytes and characters of the choice text without the delimiter (lm-eval's lengths).
     """
 
     record_index: np.ndarray
@@ -93,8 +93,8 @@ def choice_scores(expert_set: ExpertSet, nll_sums: np.ndarray, tokens: np.ndarra
     loglik, n_tok, n_bytes, n_chars = (np.full(shape, np.nan) for _ in range(4))
     for i in seqs:
         q, k = row_of[int(table.record_index[i])], int(table.choice[i])
-        loglik[q, k], n_tok[q, k], n_bytes[q, k] = -nll_sums[i], tokens[i], table.n_bytes[i]
-        n_chars[q, k] = len(expert_set.records[int(table.record_index[i])].choices[k])
+        text = expert_set.records[int(table.record_index[i])].choices[k]
+        loglik[q, k], n_tok[q, k], n_bytes[q, k], n_chars[q, k] = -nll_sums[i], tokens[i], len(text.encode()), len(text)
     gold = np.array([expert_set.records[r].gold for r in questions], dtype=np.int64)
     return ChoiceScores(record_index=questions.astype(np.int64), gold=gold, loglik=loglik, tokens=n_tok,
                         bytes=n_bytes, chars=n_chars)
