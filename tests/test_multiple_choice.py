@@ -73,6 +73,7 @@ def test_arc_layout_and_explicit_gold_field(tmp_path: Path) -> None:
     ({"question": "q", "choices": ["a", "b"]}, "gold", "missing"),
     ({"question": "q", "choices": ["a", "b"], "answer": "maybe"}, "answer", "not an index"),
     ({"question": "q", "solution": "s", "gold": 1}, "gold", "given without choices"),
+    ({"question": "q", "choices": ["a", "b"], "answer": 0, "negatives": ["c"]}, "negatives", "takes no negatives"),
 ])
 def test_bad_rows_name_file_line_and_field(tmp_path: Path, row: dict, field: str, message: str) -> None:
     path = _write_jsonl(tmp_path / "bad.jsonl", [MMLU_ROWS[0], row])

@@ -81,6 +81,9 @@ class ExpertRecord:
             problem = choice_problem(self.choices, self.gold)
             if problem:
                 raise ValueError(f"ExpertRecord {self.id or self.prompt[:40]!r}: {problem}")
+            if self.negatives:
+                raise ValueError(f"ExpertRecord {self.id or self.prompt[:40]!r}: a multiple-choice row takes no "
+                                 "negatives (its wrong choices are scored against the correct one)")
             correct = self.choices[self.gold]  # type: ignore[index]
             if self.solution not in ("", correct):
                 raise ValueError(f"ExpertRecord {self.id or self.prompt[:40]!r}: solution {self.solution[:40]!r} is "
@@ -166,6 +169,9 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
     if not isinstance(row, Mapping):
         raise ExpertSetError(f"a row must be a JSON object, got {type(row).__name__}", source=source, line=line)
     choices, gold = parse_choices(row, fields, err)
+    if choices and fields.negatives and row.get(fields.negatives):
+        raise err("negatives", "a multiple-choice row takes no negatives",
+                  "Its wrong choices are scored against the correct one; drop the field.")
     texts = {"solution": ""}
     for name in ("prompt",) if choices else ("prompt", "solution"):
         key = getattr(fields, name)
