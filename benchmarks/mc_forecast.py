@@ -56,8 +56,10 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         if step % EVERY == 0:
-            m = monitor.step(model, step=step, tokens_seen=step * BATCH * WIDTH, train={"loss": float(loss)}).metrics
-            get = lambda name, group="mc_add": m.get(metric_name(group, name), math.nan)  # noqa: E731
+            m = monitor.step(model, step=step, tokens_seen=step * BATCH * WIDTH, train={"loss": loss.item()}).metrics
+
+            def get(name: str, group: str = "mc_add", m: dict = m) -> float:
+                return m.get(metric_name(group, name), math.nan)
             saves.append({"step": step, "acc": get("acc"), "acc_norm": get("acc_norm"), "mc_prob": get("mc_prob"),
                           "mc_margin_per_byte": get("mc_margin_per_byte"), "forecast_final": get("forecast_final"),
                           "forecast_lo80": get("forecast_lo80"), "forecast_hi80": get("forecast_hi80"),
