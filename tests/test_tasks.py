@@ -225,7 +225,7 @@ def test_suite_round_trips_through_jsonl(tmp_path):
 
 
 def test_bad_names_and_levels_fail_clearly():
-    with pytest.raises(KeyError, match="known tasks: add, chain, sort"):
+    with pytest.raises(KeyError, match="known tasks: add, chain, mc_add, sort"):
         get_task("mul")
     with pytest.raises(ValueError, match="difficulty must be one of"):
         TASKS["add"].make(random.Random(0), 6)

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from evalcast.data.batching import BatchPlan, plan_batches
 from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadReport, OnInvalid, load_records
-from evalcast.data.table import EXPERT, NEGATIVE, TokenTable
+from evalcast.data.table import CHOICE, EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import (
     OverlongError,
     TokenizeConfig,
@@ -116,6 +116,8 @@ class ExpertSet:
         digest = hashlib.sha256()
         header = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
                   "settings": self.config.key(self.max_length)}  # this key name is hashed into every fingerprint
+        if any(record.is_choice for record in self.records):
+            header["choice_delimiter"] = self.config.choice_delimiter
         digest.update(json.dumps(header, sort_keys=True).encode())
         for record in self.records:
             digest.update(json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False).encode())
@@ -128,36 +130,48 @@ class ExpertSet:
         record_index: list[int] = []
         kinds: list[int] = []
         categories: list[str] = []
+        choice: list[int] = []
         for r, record in enumerate(tqdm(self.records, desc="evalcast: tokenizing expert set", disable=not progress,
                                         leave=False)):
-            texts = [(record.solution, record.answer, EXPERT, "")]
-            texts += [(neg.text, None, NEGATIVE, neg.category) for neg in record.negatives]
-            for text, answer, kind, category in texts:
+            row: list[tuple[Tokenized, int, str, int]] = []
+            for text, answer, kind, category, k in _sequences(record, self.config.choice_delimiter):
+                what = {EXPERT: "solution", NEGATIVE: "negative", CHOICE: f"choice {k}"}[kind]
                 reason = f"longer than max_length={self.max_length} tokens (overlong='skip')"
                 try:
-                    tokenized = tokenize_pair(self.tokenizer, record.prompt, text, answer, self.config,
+                    tokenized = tokenize_pair(self.tokenizer, record.prompt, text, answer,
+                                              self._choice_config if record.is_choice else self.config,
                                               self.max_length)
                 except (OverlongError, ValueError) as exc:
                     if on_invalid == "error":
-                        raise ExpertSetError(f"row {record.id!r}: {exc}", source=f"expert set row {r + 1}",
-                                             field_name="negatives" if kind else "solution",
+                        raise ExpertSetError(f"row {record.id!r}: {what}: {exc}", source=f"expert set row {r + 1}",
+                                             field_name=_FIELD_OF[kind],
                                              hint="Set on_invalid='skip' to drop such rows.") from None
                     tokenized, reason = None, str(exc)
                 if tokenized is None:
-                    self.report.skipped.append(f"row {record.id!r}: {'negative' if kind else 'solution'}: {reason}")
-                    if kind == EXPERT:
-                        break
-                    continue
+                    self.report.skipped.append(f"row {record.id!r}: {what}: {reason}")
+                    if kind == NEGATIVE:
+                        continue
+                    row = []  # without its solution (or any of its choices) a row is not scored
+                    break
+                row.append((tokenized, kind, category, k))
+            for tokenized, kind, category, k in row:
                 seqs.append(tokenized)
                 record_index.append(r)
                 kinds.append(kind)
                 categories.append(category)
+                choice.append(k)
         if not any(k == EXPERT for k in kinds):
             raise ExpertSetError("no row survived tokenization", hint=f"{len(self.report.skipped)} skipped.")
-        return self._assemble(seqs, record_index, kinds, categories, counts)
+        return self._assemble(seqs, record_index, kinds, categories, choice, counts)
+
+    @property
+    def _choice_config(self) -> TokenizeConfig:
+        """Choices continue the prompt as written, are never truncated and carry no EOS (as in lm-eval)."""
+        return replace(self.config, prompt_format=replace(self.config.prompt_format, separator=""), score_eos=False,
+                       overlong="error" if self.config.overlong == "error" else "skip")
 
     def _assemble(self, seqs: list[Tokenized], record_index: list[int], kinds: list[int], categories: list[str],
-                  counts: np.ndarray | None) -> TokenTable:
+                  choice: list[int], counts: np.ndarray | None) -> TokenTable:
         lengths = np.array([len(s.ids) for s in seqs], dtype=np.int64)
         table = TokenTable(
             ids=np.concatenate([np.asarray(s.ids, dtype=np.int32) for s in seqs]),
@@ -165,7 +179,7 @@ class ExpertSet:
             solution_start=np.array([s.solution_start for s in seqs], dtype=np.int32),
             record_index=np.array(record_index, dtype=np.int32), kind=np.array(kinds, dtype=np.int8),
             category=categories, n_bytes=np.array([s.n_bytes for s in seqs], dtype=np.int64),
-            truncated=np.array([s.truncated for s in seqs], dtype=bool))
+            truncated=np.array([s.truncated for s in seqs], dtype=bool), choice=np.array(choice, dtype=np.int32))
         targets = table.scored_targets()
         scored = table.scored_lengths
         seq_of_token = np.repeat(np.arange(table.n_seq), scored)
@@ -182,6 +196,11 @@ class ExpertSet:
     def vocab_size(self) -> int:
         """Token ids the tokenizer can produce (rows of the output layer beyond it are padding)."""
         return max(len(self.tokenizer), int(self.table.ids.max()) + 1)
+
+    @property
+    def n_choice_rows(self) -> int:
+        """Multiple-choice rows that survived tokenization."""
+        return int(((self.table.kind == EXPERT) & (self.table.choice >= 0)).sum())
 
     @property
     def tasks(self) -> list[str]:
@@ -207,3 +226,15 @@ class ExpertSet:
     def __repr__(self) -> str:
         return (f"ExpertSet({len(self.records)} rows, tasks={self.tasks}, {len(self.table.ids)} tokens, "
                 f"max_length={self.max_length}, fingerprint={self.fingerprint[:12]})")
+
+
+_FIELD_OF = {EXPERT: "solution", NEGATIVE: "negatives", CHOICE: "choices"}
+
+
+def _sequences(record: ExpertRecord, delimiter: str) -> list[tuple[str, str | None, int, str, int]]:
+    """(text, answer, kind, category, choice index) of every sequence a row contributes."""
+    if record.is_choice:
+        return [(delimiter + text, text if k == record.gold else None, EXPERT if k == record.gold else CHOICE, "", k)
+                for k, text in enumerate(record.choices)]
+    return [(record.solution, record.answer, EXPERT, "", -1),
+            *((neg.text, None, NEGATIVE, neg.category, -1) for neg in record.negatives)]

@@ -3,17 +3,23 @@
 A row holds one question and its expert-written solution. Loaders read JSONL, JSON, Parquet or a local
 Hugging Face ``datasets`` object, rename fields through a mapping (GSM8K: ``{"prompt": "question",
 "solution": "answer"}``) and validate every row, naming file, line and field on error.
+
+A multiple-choice row (lm-eval / MMLU layout) has ``choices`` (a list of strings, or ARC's
+``{"text": [...], "label": [...]}``) and the index of the correct one in ``gold`` (or, when there is no
+``gold`` field, in ``answer``: MMLU's integer, or a label such as ARC's ``"B"``); it needs no solution:
+the correct choice is its expert continuation.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evalcast.data.choices import choice_problem, parse_choices
 from evalcast.validation import check_config
 
 OnInvalid = Literal["error", "skip"]
@@ -21,7 +27,7 @@ OnInvalid = Literal["error", "skip"]
 #: Final-answer convention of GSM8K-style solutions: ``... #### 42``.
 GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
 
-FIELDS = ("prompt", "solution", "answer", "task", "domain", "id", "negatives", "weight", "meta")
+FIELDS = ("prompt", "solution", "answer", "task", "domain", "id", "negatives", "weight", "meta", "choices", "gold")
 
 
 class ExpertSetError(ValueError):
@@ -51,6 +57,10 @@ class ExpertRecord:
     ``prompt`` is the question as the model sees it before the solution; ``solution`` the expert
     trajectory that is scored token by token. ``domain`` is a slash path (``math/algebra``) whose
     every prefix gets its own aggregate. ``meta`` carries scorer data (tests, entry points).
+
+    A multiple-choice row has ``choices`` (K >= 2 non-empty strings) and ``gold``, the index of the
+    correct one; its ``solution`` is ``choices[gold]`` (pass ``""`` or build it with
+    :meth:`multiple_choice`) and its ``answer`` the correct choice.
     """
 
     prompt: str
@@ -62,17 +72,46 @@ class ExpertRecord:
     negatives: tuple[Negative, ...] = ()
     weight: float = 1.0
     meta: Mapping[str, Any] = field(default_factory=dict)
+    choices: tuple[str, ...] = ()
+    gold: int | None = None
 
     def __post_init__(self) -> None:
+        if self.choices or self.gold is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+            problem = choice_problem(self.choices, self.gold)
+            if problem:
+                raise ValueError(f"ExpertRecord {self.id or self.prompt[:40]!r}: {problem}")
+            if self.negatives:
+                raise ValueError(f"ExpertRecord {self.id or self.prompt[:40]!r}: a multiple-choice row takes no "
+                                 "negatives (its wrong choices are scored against the correct one)")
+            correct = self.choices[self.gold]  # type: ignore[index]
+            if self.solution not in ("", correct):
+                raise ValueError(f"ExpertRecord {self.id or self.prompt[:40]!r}: solution {self.solution[:40]!r} is "
+                                 f"not the correct choice {correct[:40]!r}; leave solution empty for multiple choice")
+            object.__setattr__(self, "solution", correct)
+            object.__setattr__(self, "answer", correct)
         if self.answer is None:
             match = GSM8K_ANSWER.search(self.solution)
             object.__setattr__(self, "answer", match.group(1) if match else None)
 
+    @classmethod
+    def multiple_choice(cls, prompt: str, choices: Sequence[str], gold: int, **fields: Any) -> ExpertRecord:
+        """A multiple-choice row: ``prompt``, the K choices and the index of the correct one."""
+        return cls(prompt=prompt, solution="", choices=tuple(choices), gold=gold, **fields)
+
+    @property
+    def is_choice(self) -> bool:
+        """Whether the row is a multiple-choice question."""
+        return bool(self.choices)
+
     def to_json(self) -> dict[str, Any]:
         """The row as written to an expert-set JSONL file."""
-        row: dict[str, Any] = {"id": self.id, "task": self.task, "prompt": self.prompt,
-                               "solution": self.solution}
-        if self.answer is not None:
+        row: dict[str, Any] = {"id": self.id, "task": self.task, "prompt": self.prompt}
+        if self.is_choice:
+            row["choices"], row["gold"] = list(self.choices), self.gold
+        else:
+            row["solution"] = self.solution
+        if self.answer is not None and not self.is_choice:
             row["answer"] = self.answer
         if self.domain is not None:
             row["domain"] = self.domain
@@ -99,6 +138,8 @@ class FieldMap:
     negatives: str = "negatives"
     weight: str = "weight"
     meta: str = "meta"
+    choices: str = "choices"
+    gold: str = "gold"
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -127,8 +168,12 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
 
     if not isinstance(row, Mapping):
         raise ExpertSetError(f"a row must be a JSON object, got {type(row).__name__}", source=source, line=line)
-    texts = {}
-    for name in ("prompt", "solution"):
+    choices, gold = parse_choices(row, fields, err)
+    if choices and fields.negatives and row.get(fields.negatives):
+        raise err("negatives", "a multiple-choice row takes no negatives",
+                  "Its wrong choices are scored against the correct one; drop the field.")
+    texts = {"solution": ""}
+    for name in ("prompt",) if choices else ("prompt", "solution"):
         key = getattr(fields, name)
         if key not in row or row[key] is None:
             present = ", ".join(sorted(map(str, row))) or "none"
@@ -137,12 +182,12 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
         if not isinstance(value, str):
             raise err(name, f"must be a string, got {type(value).__name__}")
         texts[name] = value
-    if not texts["solution"].strip():
+    if not choices and not texts["solution"].strip():
         raise err("solution", "empty solution", "Every row needs a non-empty expert trajectory.")
     if not texts["prompt"].strip():
         raise err("prompt", "empty prompt")
 
-    answer = _optional_str(row, fields.answer, err, "answer")
+    answer = None if choices else _optional_str(row, fields.answer, err, "answer")
     task = _optional_str(row, fields.task, err, "task") or default_task
     domain = _optional_str(row, fields.domain, err, "domain")
     if domain is not None:
@@ -161,7 +206,7 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
         raise err("meta", f"must be an object, got {type(meta).__name__}")
     return ExpertRecord(prompt=texts["prompt"], solution=texts["solution"], answer=answer, task=task,
                         domain=domain, id=record_id, negatives=_negatives(row.get(fields.negatives), err),
-                        weight=float(weight), meta=dict(meta))
+                        weight=float(weight), meta=dict(meta), choices=choices, gold=gold)
 
 
 def _optional_str(row: Mapping[str, Any], key: str, err: Any, name: str) -> str | None:

@@ -1,9 +1,9 @@
 """The tokenized expert set as flat arrays, and its on-disk cache.
 
-Sequences (expert solutions and, for pairs, flawed negatives) are concatenated into one id array with
-offsets; scored tokens (the solution part) carry one frozen weight per weighting. The cache is an
-``.npz`` written atomically under a key that hashes the rows, the tokenizer and the settings, so a
-restart or another rank reuses it instead of tokenizing again.
+Sequences (expert solutions, for pairs flawed negatives, for multiple-choice rows the wrong choices) are
+concatenated into one id array with offsets; scored tokens (the solution part) carry one frozen weight
+per weighting. The cache is an ``.npz`` written atomically under a key that hashes the rows, the
+tokenizer and the settings, so a restart or another rank reuses it instead of tokenizing again.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_FORMAT = 1
-EXPERT, NEGATIVE = 0, 1
+CACHE_FORMAT = 2
+EXPERT, NEGATIVE, CHOICE = 0, 1, 2
 
 
 @dataclass
@@ -26,8 +26,10 @@ class TokenTable:
 
     ids: all token ids, sequence after sequence; seq_offsets: ``[n_seq + 1]`` starts in ``ids``;
     solution_start: index, within its sequence, of the first scored token; record_index: the
-    :class:`~evalcast.data.records.ExpertRecord` a sequence comes from; kind: EXPERT or NEGATIVE;
+    :class:`~evalcast.data.records.ExpertRecord` a sequence comes from; kind: EXPERT, NEGATIVE or CHOICE
+    (a wrong choice of a multiple-choice row; its correct choice is the row's EXPERT sequence);
     category: a negative's flaw category ('' for experts); n_bytes: UTF-8 bytes of the scored text;
+    choice: index of the choice a sequence continues with (-1 outside multiple-choice rows);
     weights: name -> one value per scored token, in sequence order.
     """
 
@@ -39,6 +41,7 @@ class TokenTable:
     category: list[str]
     n_bytes: np.ndarray
     truncated: np.ndarray
+    choice: np.ndarray
     weights: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -71,7 +74,7 @@ class TokenTable:
         arrays = {
             "ids": self.ids, "seq_offsets": self.seq_offsets, "solution_start": self.solution_start,
             "record_index": self.record_index, "kind": self.kind, "n_bytes": self.n_bytes,
-            "truncated": self.truncated, **{f"w_{k}": v for k, v in self.weights.items()},
+            "truncated": self.truncated, "choice": self.choice, **{f"w_{k}": v for k, v in self.weights.items()},
         }
         meta = {**meta, "format": CACHE_FORMAT, "category": self.category}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +95,7 @@ class TokenTable:
                 table = cls(ids=data["ids"], seq_offsets=data["seq_offsets"],
                             solution_start=data["solution_start"], record_index=data["record_index"],
                             kind=data["kind"], category=list(meta["category"]), n_bytes=data["n_bytes"],
-                            truncated=data["truncated"], weights=weights)
+                            truncated=data["truncated"], choice=data["choice"], weights=weights)
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             return None
         return table, meta

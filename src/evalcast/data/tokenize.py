@@ -35,6 +35,9 @@ class TokenizeConfig:
     raises. Counts are reported by :class:`~evalcast.data.ExpertSet`."""
     score_eos: bool = True
     """Append EOS after the solution and score it (the model should know when to stop)."""
+    choice_delimiter: str = " "
+    """Multiple-choice rows: each choice is scored as the continuation ``choice_delimiter + choice`` of the
+    prompt as written (lm-eval's ``target_delimiter``; no prompt separator, no EOS)."""
 
     def __post_init__(self) -> None:
         check_config(self, max_length=at_least(2))

@@ -97,7 +97,8 @@ class ClusterConfig:
 DEFAULT_PROXIES = (
     "nll", "prob", "entropy", "top1", "top5", "log_rank", "recip_rank", "margin", "excess_surprisal", "bpb",
     "greedy_match", "answer_match", "pair_accuracy", "nll.rarity", "top1.rarity", "nll.answer", "top1.answer",
-    "prob.traj", "top1.late",
+    "prob.traj", "top1.late", "mc_prob", "mc_prob_per_token", "mc_prob_per_byte", "mc_margin",
+    "mc_margin_per_token", "mc_margin_per_byte",
 )
 
 
@@ -152,9 +153,13 @@ class ForecastConfig:
     proxies: tuple[str, ...] = DEFAULT_PROXIES
     """Candidate proxy metrics per task; the forecaster picks one by rolling backtest."""
     chance: Mapping[str, float] = field(default_factory=dict)
-    """Per-task floor of accuracy (default 0: open generation; 1/K for K-way multiple choice)."""
+    """Per-task floor of accuracy (default 0 for open generation; the mean of 1/K over a group of K-way
+    multiple-choice questions unless given here)."""
     ceiling: Mapping[str, float] = field(default_factory=dict)
     """Per-task ceiling of accuracy (default 1)."""
+    choice_accuracy: Literal["acc", "acc_norm", "acc_bytes"] = "acc"
+    """What is forecast for a group of multiple-choice questions: measured exactly at every save, it is the
+    anchor of every checkpoint (lm-eval's ``acc``, or the length-normalised ``acc_norm`` / ``acc_bytes``)."""
     n_bootstrap: int = 200
     """Bootstrap replicates behind the intervals."""
     seed: int = 0

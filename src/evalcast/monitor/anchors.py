@@ -59,7 +59,7 @@ def anchor_due(config: AnchorConfig, step: int, history: Sequence[Record]) -> bo
 def anchor_questions(experts: ExpertSet, limit: int) -> np.ndarray:
     """Table rows of the anchor questions: up to ``limit`` expert sequences, spread over tasks by share."""
     table = experts.table
-    rows = np.flatnonzero(table.kind == EXPERT)
+    rows = np.flatnonzero((table.kind == EXPERT) & (table.choice < 0))  # multiple choice needs no generation
     tasks = np.array([experts.records[table.record_index[i]].task for i in rows])
     keys = np.array([hashlib.blake2b(experts.records[table.record_index[i]].id.encode(), digest_size=8).hexdigest()
                      for i in rows])

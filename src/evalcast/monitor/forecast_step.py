@@ -5,7 +5,9 @@ Each group (``all``, every task, and every domain group that is not exactly a ta
 checkpoint reports them and the budget is known in tokens (else steps), the horizon is the training
 budget, the candidate proxies are the group's metrics, the anchors its real pass@1, and the probe's
 per-checkpoint and per-question predictions densify the accuracy fit and the difficulty clusters.
-Without a known budget there is no horizon and no forecast (the reason is recorded).
+Without a known budget there is no horizon and no forecast (the reason is recorded). A group made only
+of multiple-choice questions has its accuracy measured exactly at every save: every checkpoint is an
+anchor (``ForecastConfig.choice_accuracy``), and its floor is the mean of 1/K unless ``chance`` gives one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from evalcast.forecast.results import refused
 from evalcast.monitor.config import Budget
 from evalcast.monitor.evaluation import Evaluation
 from evalcast.proxy.aggregate import GroupIndex, metric_name
+from evalcast.proxy.choices import ChoiceGroup
 from evalcast.runs.history import RunHistory, run_axis, series
 from evalcast.runs.record import Record
 from evalcast.trackers.curves import forecast_curve
@@ -39,11 +42,14 @@ def forecast_groups(groups: GroupIndex, tasks: Sequence[str]) -> list[str]:
 
 def build_inputs(records: Sequence[Record], groups: Sequence[str], budget: Budget,
                  predictions: Mapping[int, Mapping[str, float]], groups_of: Mapping[str, Sequence[str]],
-                 config: ForecastConfig) -> tuple[list[TaskInputs], str]:
+                 config: ForecastConfig, choice: Mapping[str, ChoiceGroup] | None = None
+                 ) -> tuple[list[TaskInputs], str]:
     """Forecaster inputs per group from the ok records (oldest first); or ``([], reason)``.
 
-    ``groups_of`` maps each anchor question to its groups (``all``, task, domain prefixes).
+    ``groups_of`` maps each anchor question to its groups (``all``, task, domain prefixes); ``choice`` the
+    groups of multiple-choice questions only.
     """
+    choice = choice or {}
     if not records:
         return [], "no evaluated checkpoint yet"
     steps = np.array([r.step for r in records], dtype=float)
@@ -69,10 +75,16 @@ def build_inputs(records: Sequence[Record], groups: Sequence[str], budget: Budge
         proxies = {k: v for k, v in proxies.items() if np.isfinite(v).any()}
         group_losses = {"task_bpb": series(records, group, "bpb"), **losses}
         mine = [q for q, member_of in groups_of.items() if group in member_of]
-        anchors = [Anchor(index=i, accuracy=r.metrics[metric_name(group, "pass@1_anchor")],
-                          n_questions=sum(1 for q in r.anchor.per_question if q in mine),
-                          per_question={q: p for q, p in r.anchor.per_question.items() if q in mine})
-                   for i, r in enumerate(records) if r.anchor is not None and r.has(group, "pass@1_anchor")]
+        floor = config.chance.get(group, choice[group].chance if group in choice else 0.0)
+        if group in choice:
+            anchors = [Anchor(index=i, accuracy=r.metrics[metric_name(group, config.choice_accuracy)],
+                              n_questions=len(choice[group].ids))
+                       for i, r in enumerate(records) if r.has(group, config.choice_accuracy)]
+        else:
+            anchors = [Anchor(index=i, accuracy=r.metrics[metric_name(group, "pass@1_anchor")],
+                              n_questions=sum(1 for q in r.anchor.per_question if q in mine),
+                              per_question={q: p for q, p in r.anchor.per_question.items() if q in mine})
+                       for i, r in enumerate(records) if r.anchor is not None and r.has(group, "pass@1_anchor")]
         per_question = {q: np.array([predictions.get(r.step, {}).get(q, math.nan) for r in records], dtype=float)
                         for q in mine}
         inputs.append(TaskInputs(
@@ -80,7 +92,7 @@ def build_inputs(records: Sequence[Record], groups: Sequence[str], budget: Budge
             losses={k: v for k, v in group_losses.items() if np.isfinite(v).any()}, anchors=anchors,
             probe_accuracy=series(records, group, "pass@1_probe"),
             probe_per_question=per_question if any(np.isfinite(v).any() for v in per_question.values()) else None,
-            chance=config.chance.get(group, 0.0), ceiling=config.ceiling.get(group, 1.0)))
+            chance=floor, ceiling=config.ceiling.get(group, 1.0)))
     return inputs, ""
 
 
@@ -123,8 +135,10 @@ class ForecastStep:
 
     name = "forecast"
 
-    def __init__(self, config: ForecastConfig, groups: Sequence[str], groups_of: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, config: ForecastConfig, groups: Sequence[str], groups_of: Mapping[str, Sequence[str]],
+                 choice: Mapping[str, ChoiceGroup] | None = None) -> None:
         self.config, self.groups, self.groups_of = config, list(groups), groups_of
+        self.choice = dict(choice or {})
 
     def due(self, history: RunHistory) -> bool:
         return len(history.records()) % self.config.every == 0
@@ -134,7 +148,7 @@ class ForecastStep:
         assert record is not None
         records = [*(r for r in history.before(record.step) if r.ok), record]
         inputs, reason = build_inputs(records, self.groups, budget, history.predictions(), self.groups_of,
-                                      self.config)
+                                      self.config, self.choice)
         results = forecast_run(inputs, self.config) if inputs else refused_everywhere(self.groups, "no_budget",
                                                                                       reason)
         x_name = run_axis(records)[1]

@@ -14,6 +14,7 @@ from evalcast.monitor.local import LocalResult
 from evalcast.pairs.margins import pair_margins, pair_metrics
 from evalcast.probe.live import QUESTION_PROXIES, question_proxies
 from evalcast.proxy.aggregate import GroupIndex, aggregate, metric_name
+from evalcast.proxy.choices import ACCURACIES, choice_metrics, choice_scores
 from evalcast.stats.features import CheckpointFeatures
 
 
@@ -44,12 +45,13 @@ def merge(payloads: Sequence[LocalResult], n_seq: int) -> CheckpointSums:
 
 def checkpoint_metrics(experts: ExpertSet, groups: GroupIndex, stat_names: Sequence[str],
                        merged: CheckpointSums) -> dict[str, float]:
-    """Proxy metrics per group and weighting, and the pair metrics."""
+    """Proxy metrics per group and weighting, the pair metrics and the multiple-choice metrics."""
     metrics = aggregate(merged.sums, merged.weight_sums, merged.tokens, experts.table.n_bytes, groups, stat_names,
                         experts.weighting_names)
     token_w = experts.weighting_names.index("token")
-    pairs = pair_margins(experts, merged.sums[:, token_w, list(stat_names).index("nll")])
-    metrics.update(pair_metrics(experts, pairs))
+    nll_sums = merged.sums[:, token_w, list(stat_names).index("nll")]
+    metrics.update(pair_metrics(experts, pair_margins(experts, nll_sums)))
+    metrics.update(choice_metrics(experts, choice_scores(experts, nll_sums, merged.tokens), groups))
     return metrics
 
 
@@ -64,15 +66,23 @@ def cost_metrics(payloads: Sequence[LocalResult], tokens: np.ndarray, started: f
 
 
 def example_arrays(experts: ExpertSet, stat_names: Sequence[str], merged: CheckpointSums) -> dict[str, np.ndarray]:
-    """Per expert solution: token-averaged statistics and scored tokens (kept per checkpoint)."""
+    """Per expert solution: token-averaged statistics and scored tokens (kept per checkpoint); per
+    multiple-choice question: every choice's log-likelihood and whether acc, acc_norm, acc_bytes hold."""
     table = experts.table
     rows = np.flatnonzero(table.kind == EXPERT)
     token_w = experts.weighting_names.index("token")
     with np.errstate(invalid="ignore", divide="ignore"):
         means = merged.sums[rows, token_w, :] / merged.weight_sums[rows, token_w, None]
     ids = np.array([experts.records[r].id for r in table.record_index[rows]])
-    return {"id": ids, "stats": means.astype(np.float32), "tokens": merged.tokens[rows].astype(np.int32),
-            "stat_names": np.array(stat_names)}
+    out = {"id": ids, "stats": means.astype(np.float32), "tokens": merged.tokens[rows].astype(np.int32),
+           "stat_names": np.array(stat_names)}
+    scores = choice_scores(experts, merged.sums[:, token_w, list(stat_names).index("nll")], merged.tokens)
+    if scores is not None:  # per multiple-choice question: log-likelihood of every choice, and acc/acc_norm/acc_bytes
+        correct = scores.correct()
+        out.update(choice_id=np.array([experts.records[r].id for r in scores.record_index]),
+                   choice_loglik=scores.loglik, choice_correct=np.stack([correct[a] for a in ACCURACIES], axis=1),
+                   choice_accuracies=np.array(ACCURACIES))
+    return out
 
 
 def merge_features(payloads: Sequence[LocalResult], ids: Sequence[str],

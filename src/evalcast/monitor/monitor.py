@@ -46,6 +46,7 @@ from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_a
 from evalcast.monitor.probe_step import ProbeStep
 from evalcast.probe import ProbeConfig
 from evalcast.proxy.aggregate import GroupIndex, metric_name
+from evalcast.proxy.choices import choice_groups
 from evalcast.runs import Record, RunHistory, RunStore
 from evalcast.stats.head import check_compatible, unwrap
 from evalcast.stats.isolation import isolated
@@ -90,11 +91,15 @@ class Monitor:
         self.session = uuid.uuid4().hex[:12]
         self.last: Evaluation | None = None
         self.probe: ProbeStep | None = None
+        if (anchors is not None or probe is not None) and experts.n_choice_rows == experts.n_expert:
+            raise ValueError("anchors and the probe need open-ended rows, and every row of this expert set is multiple "
+                             "choice: its accuracy is measured exactly at every save; pass anchors=None, probe=None")
         if anchors is not None or probe is not None:
             rows = anchor_questions(experts, anchors.questions if anchors else 256)
             self.probe = ProbeStep(experts, rows, probe or ProbeConfig())
         self.forecast = None if forecast is None else ForecastStep(
-            forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {})
+            forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {},
+            choice_groups(experts, self.groups))
         self.alerts = AlertStep(alerts) if alerts else None
         self._history: RunHistory | None = None
         self._exchange: Exchange | None = None

@@ -33,8 +33,8 @@ def metric_name(group: str, metric: str, weighting: str = DEFAULT_WEIGHTING) -> 
     return f"{PREFIX}/{group}/{metric}{suffix}"
 
 
-HEADLINE = frozenset({"nll", "top1", "log_rank", "bpb", "greedy_match", "pair_accuracy", "pass@1_probe",
-                      "pass@1_anchor", "forecast_final", "forecast_lo80", "forecast_hi80", "seconds"})
+HEADLINE = frozenset({"nll", "top1", "log_rank", "bpb", "greedy_match", "pair_accuracy", "acc", "acc_norm",
+                      "pass@1_probe", "pass@1_anchor", "forecast_final", "forecast_lo80", "forecast_hi80", "seconds"})
 
 
 def is_headline(name: str) -> bool:

@@ -32,11 +32,14 @@ LEVELS = (1, 2, 3, 4, 5)
 
 @dataclass(frozen=True)
 class Worked:
-    """A worked problem: the question, its step lines (each ends in ``=<value>``) and the exact answer."""
+    """A worked problem: the question, its step lines (each ends in ``=<value>``) and the exact answer; a
+    multiple-choice problem has no steps but ``choices`` and the index ``gold`` of the answer among them."""
 
     prompt: str
     steps: tuple[str, ...]
     answer: str
+    choices: tuple[str, ...] = ()
+    gold: int | None = None
 
     @property
     def solution(self) -> str:
@@ -76,6 +79,10 @@ class TaskFamily:
             raise ValueError(f"task '{self.name}': difficulty must be one of {LEVELS}, got {difficulty!r}")
         worked = self.build(rng, difficulty)
         digest = question_hash(self.name, worked.prompt)
+        if worked.choices:
+            return ExpertRecord.multiple_choice(worked.prompt, worked.choices, worked.gold or 0, task=self.name,
+                                                domain=self.domain, id=f"{self.name}-{difficulty}-{digest[:12]}",
+                                                meta={"difficulty": difficulty, "n_steps": 0})
         return ExpertRecord(prompt=worked.prompt, solution=worked.solution, answer=worked.answer,
                             task=self.name, domain=self.domain, id=f"{self.name}-{difficulty}-{digest[:12]}",
                             meta={"difficulty": difficulty, "n_steps": len(worked.steps)})
@@ -95,7 +102,7 @@ class TaskFamily:
         Each level draws from its own stream, so a smaller sample's questions of a level are the first
         ones of a larger sample's (up to prompts shared between levels, which are kept once).
         negatives: ``True`` attaches every category of :mod:`evalcast.tasks.negatives`, a sequence
-        attaches the named ones.
+        attaches the named ones (multiple-choice rows get none: their wrong choices play that part).
         """
         levels = tuple(difficulties or LEVELS)
         if n < 0:
@@ -118,7 +125,8 @@ class TaskFamily:
                 found += 1
         if negatives:
             categories = CATEGORIES if negatives is True else tuple(negatives)
-            records = [attach_negatives(r, random.Random(f"neg:{seed}:{r.id}"), categories) for r in records]
+            records = [r if r.is_choice else attach_negatives(r, random.Random(f"neg:{seed}:{r.id}"), categories)
+                       for r in records]
         return records
 
     def negatives(self, record: ExpertRecord, rng: random.Random,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from evalcast.data.formatting import PromptConfig, render_prompt
 from evalcast.data.records import ExpertRecord
+from evalcast.data.tokenize import TokenizeConfig
 from evalcast.tasks.base import LEVELS
 from evalcast.tasks.registry import TASKS, get_task
 
@@ -74,7 +75,10 @@ class MixSchedule:
 
 
 def training_text(record: ExpertRecord, fmt: PromptConfig = PLAIN) -> str:
-    """``render_prompt(prompt) + solution``: the text scored by evalcast, without the EOS token."""
+    """``render_prompt(prompt) + solution``: the text scored by evalcast, without the EOS token (for a
+    multiple-choice row: ``prompt + choice_delimiter + correct choice``, as its choices are scored)."""
+    if record.is_choice:
+        return record.prompt + TokenizeConfig().choice_delimiter + record.solution
     return render_prompt(record.prompt, fmt=fmt) + record.solution
 
 

@@ -9,17 +9,20 @@ from evalcast.data.records import write_jsonl
 from evalcast.tasks.add import ADD
 from evalcast.tasks.base import TaskFamily
 from evalcast.tasks.chain import CHAIN
+from evalcast.tasks.choice import MC_ADD
 from evalcast.tasks.sort import SORT
 
 TASKS: dict[str, TaskFamily] = {family.name: family for family in (ADD, SORT, CHAIN)}
+#: Multiple-choice families (rows with ``choices`` and ``gold``; no worked solution, no negatives).
+CHOICE_TASKS: dict[str, TaskFamily] = {MC_ADD.name: MC_ADD}
 
 
 def get_task(name: str) -> TaskFamily:
     """The family called ``name``; raises ``KeyError`` naming the known ones."""
     try:
-        return TASKS[name]
+        return {**TASKS, **CHOICE_TASKS}[name]
     except KeyError:
-        raise KeyError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}") from None
+        raise KeyError(f"unknown task '{name}'; known tasks: {', '.join(sorted({**TASKS, **CHOICE_TASKS}))}") from None
 
 
 def write_task_suite(out_dir: str | Path, tasks: Sequence[str] | None = None, n_per_task: int = 200,
