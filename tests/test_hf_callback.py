@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import random
 
-import numpy as np
 import pytest
-import torch
 from transformers import TrainerCallback
 
 from evalcast import Monitor, MonitorConfig
 from evalcast.callbacks.transformers import TransformersCallback
 from evalcast.toy import tiny_gpt2
+from tests.guarantee import MUTATIONS, assert_invisible, break_isolation, differences, draw_during_evaluation, trace
 from tests.hf_utils import losses, make_trainer
 
 
@@ -29,24 +27,32 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def rng_fingerprint():
-    return random.random(), float(np.random.rand()), float(torch.rand(1))
-
-
-def test_training_is_bit_identical_with_the_callback(tok, experts, tmp_path):
-    plain = make_trainer(fresh_model(tok), tok, tmp_path / "plain")
+@pytest.fixture(scope="module")
+def plain_trace(tok, tmp_path_factory):
+    """The reference: the same Trainer run without evalcast."""
+    plain = make_trainer(fresh_model(tok), tok, tmp_path_factory.mktemp("plain"))
     plain.train()
-    after_plain = rng_fingerprint()
+    return trace(plain.model, losses(plain))
+
+
+def watched_run(tok, experts, out_dir):
+    """Dropout on (GPT-2's 0.1), shuffled batches (HF's RandomSampler), evaluations at the saves of steps
+    4 and 8 (between optimizer steps) and 12; the evaluation draws from every RNG stream."""
     monitor = Monitor(experts, config=MonitorConfig(progress=True))
     callback = TransformersCallback(monitor)
-    watched = make_trainer(fresh_model(tok), tok, tmp_path / "watched", callbacks=[callback])
+    model = fresh_model(tok)
+    draw_during_evaluation(model)
+    watched = make_trainer(model, tok, out_dir, callbacks=[callback])
     callback.bind(watched)
     watched.train()
-    assert rng_fingerprint() == after_plain
-    assert losses(watched) == losses(plain) and len(losses(plain)) == 12
-    for (name, a), b in zip(plain.model.named_parameters(), watched.model.parameters()):
-        assert torch.equal(a, b), name
-    assert watched.model.training == plain.model.training
+    return watched, monitor, trace(watched.model, losses(watched))
+
+
+def test_training_is_bit_identical_with_the_callback(tok, experts, tmp_path, plain_trace):
+    watched, monitor, watched_trace = watched_run(tok, experts, tmp_path / "watched")
+    assert fresh_model(tok).config.resid_pdrop > 0  # dropout on
+    assert_invisible(plain_trace, watched_trace, min_losses=12)
+    plain_loss = plain_trace.losses
     # metrics reached the Trainer's log stream and the run directory under <output_dir>/evalcast
     logged = [h for h in watched.state.log_history if "evalcast/all/nll" in h]
     assert [h["step"] for h in logged] == [4, 8, 12]
@@ -54,8 +60,17 @@ def test_training_is_bit_identical_with_the_callback(tok, experts, tmp_path):
     history = monitor.history()
     assert [r.step for r in history] == [4, 8, 12]
     assert history[0].metrics["evalcast/all/nll"] > history[-1].metrics["evalcast/all/nll"]
-    assert history[-1].train["loss"] == losses(plain)[-1]
+    assert history[-1].train["loss"] == plain_loss[-1]
     assert monitor.budget.max_steps == 12 and len(monitor.budget.lr) == 13
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_the_bit_identity_check_catches_broken_isolation(tok, experts, tmp_path, plain_trace, monkeypatch, mutation):
+    break_isolation(monkeypatch, mutation)
+    _, monitor, watched_trace = watched_run(tok, experts, tmp_path / "watched")
+    assert [r.step for r in monitor.history()] == [4, 8, 12]
+    assert differences(plain_trace, watched_trace)
 
 
 def test_every_n_steps_and_log_filter(tok, experts, tmp_path):
