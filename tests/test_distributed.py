@@ -17,6 +17,7 @@ from evalcast import ExpertSet, Monitor
 from evalcast.runs import RunStore
 from evalcast.toy import tiny_gpt2
 from tests.conftest import arithmetic_records
+from tests.guarantee import MUTATIONS
 
 SCRIPTS = Path(__file__).resolve().parent / "distributed"
 pytestmark = pytest.mark.multiprocess
@@ -73,13 +74,19 @@ def test_hf_trainer_under_torchrun(tmp_path, tok):
     assert rank1["decisions"] == rank0["decisions"] == {"4": True, "8": True}
 
 
-def test_fsdp2_loop_under_torchrun(tmp_path, tok):
+def test_fsdp2_loop_is_invisible_and_skips_on_every_rank_when_one_is_not_ready(tmp_path, tok):
     launch("fsdp2_loop.py", tmp_path)
-    rank0, rank1 = results(tmp_path, "fsdp")
-    assert rank0["plain"] == rank0["watched"] and rank1["plain"] == rank1["watched"]
-    assert rank0["decisions"] == rank1["decisions"] == {"3": True, "6": True}
+    for rank in results(tmp_path, "fsdp"):
+        # the guarantee (losses, parameter shards, gradients, modes, RNG states), and its mutation companions
+        assert rank["differences"] == [] and rank["losses"] == 6
+        assert {k: bool(v) for k, v in rank["mutated"].items()} == dict.fromkeys(MUTATIONS, True)
+        assert rank["decisions"] == {"2": [True, ""], "4": [True, ""], "6": [True, ""]}
+        # rank 1 failed before the forward at step 2: every rank skipped it, trained on, unchanged
+        assert rank["fault_decisions"]["2"] == [False, "rank 1: ModelMismatchError: injected: rank 1 is not ready"]
+        assert rank["fault_decisions"]["4"] == rank["fault_decisions"]["6"] == [True, ""]
+        assert rank["fault_differences"] == []
     records = RunStore(tmp_path / "run").history()
-    assert [r.step for r in records] == [3, 6]
+    assert [r.step for r in records] == [2, 4, 6]
     state = torch.load(tmp_path / "fsdp_state.pt")
     assert_close_metrics(records[-1].metrics, single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
 
