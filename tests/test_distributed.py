@@ -29,7 +29,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240) -> None:
+def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240,
+           succeed: bool = True) -> subprocess.CompletedProcess:
     repo = SCRIPTS.parents[1]  # this checkout's evalcast (not an installed one), and its tests package
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
     if torchrun:
@@ -39,7 +40,8 @@ def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: i
         cmd = [sys.executable, str(SCRIPTS / script), str(out), *args]
         env["MASTER_PORT"] = str(free_port())
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-6000:]
+    assert (done.returncode == 0) == succeed, done.stdout[-4000:] + done.stderr[-6000:]
+    return done
 
 
 def results(out: Path, name: str) -> list[dict]:
@@ -64,7 +66,9 @@ def test_hf_trainer_under_torchrun(tmp_path, tok):
     launch("hf_ddp.py", tmp_path)
     rank0, rank1 = results(tmp_path, "hf")
     assert rank0["world"] == 2
-    assert rank0["plain"] == rank0["watched"] and len(rank0["plain"]) == 8
+    for rank in (rank0, rank1):  # the guarantee, and its mutation companions
+        assert rank["differences"] == [] and rank["losses"] == 8
+        assert {k: bool(v) for k, v in rank["mutated"].items()} == dict.fromkeys(MUTATIONS, True)
     records = RunStore(tmp_path / "run").history()
     assert [r.step for r in records] == [4, 8]
     state = load_file(str(tmp_path / "watched" / "checkpoint-8" / "model.safetensors"))
@@ -89,6 +93,15 @@ def test_fsdp2_loop_is_invisible_and_skips_on_every_rank_when_one_is_not_ready(t
     assert [r.step for r in records] == [2, 4, 6]
     state = torch.load(tmp_path / "fsdp_state.pt")
     assert_close_metrics(records[-1].metrics, single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+
+
+def test_a_failure_inside_a_sharded_forward_ends_the_job(tmp_path):
+    """Rank 1's model raises inside the FSDP2 forward of an evaluation while rank 0 waits in that forward's
+    all-gather: rank 1 raises ShardedForwardError (training on would pair its next collectives with rank
+    0's), torchrun then ends rank 0; nothing waits for the process group timeout (docs/guarantees.md)."""
+    done = launch("fsdp2_loop.py", tmp_path, "inside", succeed=False)
+    assert "ShardedForwardError" in done.stderr and "injected failure inside the sharded forward" in done.stderr
+    assert not list(tmp_path.glob("*.json"))  # neither rank went on to finish training
 
 
 def test_fault_on_one_rank_and_a_stalled_rank_skip_on_every_rank(tmp_path):

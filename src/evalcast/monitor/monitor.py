@@ -100,7 +100,8 @@ class Monitor:
             rows = anchor_questions(experts, anchors.questions if anchors else 256)
             self.probe = ProbeStep(experts, rows, probe or ProbeConfig())
         self.forecast = None if forecast is None else ForecastStep(
-            forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {})
+            forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {},
+            self.policy)
         self.alerts = AlertStep(alerts) if alerts else None
         self._history: RunHistory | None = None
         self._exchange: Exchange | None = None
