@@ -6,10 +6,13 @@ numpy, torch (and CUDA) RNG states, all exactly. The evaluation itself draws fro
 (:func:`draw_during_evaluation`), so a missing RNG restore cannot hide behind an evaluation that happens
 to draw nothing. A companion test applies one of the :data:`MUTATIONS` (evalcast's isolation broken on
 purpose) and asserts that :func:`differences` then finds something: proof that the check can fail.
+
+The error-path check (:func:`handled_with_traceback`) and its mutation (:func:`unguard`) work the same way.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
 from collections.abc import Callable, Iterator
@@ -21,6 +24,7 @@ import pytest
 import torch
 from torch import nn
 
+from evalcast.errors import ErrorPolicy, Failure
 from evalcast.stats.isolation import RngState, isolated
 
 
@@ -120,3 +124,26 @@ def break_isolation(monkeypatch: pytest.MonkeyPatch, mutation: str) -> None:
         monkeypatch.setattr("evalcast.monitor.monitor.isolated", _isolated_then(_keep_a_gradient))
     else:
         raise ValueError(mutation)
+
+
+# ------------------------------------------------------------------------------------------- error paths
+def handled_with_traceback(call: Callable[[], object], caplog: pytest.LogCaptureFixture, what: str) -> bool:
+    """``call()`` returned (nothing raised into the caller) and evalcast logged "<what>... failed" at
+    WARNING or above with the traceback: the contract of every evalcast error path (non-strict)."""
+    caplog.clear()
+    try:
+        call()
+    except Exception:
+        return False
+    return any(what in r.getMessage() and r.levelno >= logging.WARNING and r.exc_info is not None
+               for r in caplog.records if r.name == "evalcast")
+
+
+def unguard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutation of the error policy: every guarded block lets its exception through, unlogged."""
+
+    @contextmanager
+    def passthrough(self: ErrorPolicy, what: str, **kwargs: object) -> Iterator[Failure]:
+        yield Failure()
+
+    monkeypatch.setattr(ErrorPolicy, "guard", passthrough)

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -58,6 +58,7 @@ from evalcast.stats.isolation import isolated
 from evalcast.trackers.base import CompositeTracker, Tracker
 
 logger = logging.getLogger("evalcast")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -194,26 +195,25 @@ class Monitor:
         self._round += 1
         started = time.perf_counter()
         timeout = self.config.timeout_s
-        plan = self.exchange.agree(f"{self._round}/plan", self._plan(ctx) if self.is_main else None, timeout,
-                                   _Plan(skip="rank 0 planned nothing in time"))
+        plan = self._agree("plan", self._plan(ctx) if self.is_main else None, timeout,
+                           _Plan(skip="rank 0 planned nothing in time"))
         error: BaseException | None = None
         work: LocalWork | None = None
         if not plan.skip:  # everything that can fail before a collective is decided, then agreed, first
             work, ready, error = self._prepare(unwrap(model), plan)
-            readies = self.exchange.gather(f"{self._round}/ready", ready, timeout)
+            readies = self._gather("ready", ready, timeout)
             go = replace(plan, skip=readiness_problems(readies, timeout)) if self.is_main else None
-            plan = self.exchange.agree(f"{self._round}/go", go, timeout, _Plan(skip="rank 0 gave no go in time"))
+            plan = self._agree("go", go, timeout, _Plan(skip="rank 0 gave no go in time"))
         if plan.skip:  # known to every rank alike: no forward, no further round
             decision = Decision(ok=False, reason=plan.skip)
             evaluation: Evaluation | None = Evaluation(decision)
         else:
             assert work is not None
             local, error = self._forward(unwrap(model), work, ctx)
-            payloads = self.exchange.gather(f"{self._round}/payload", local, timeout)
+            payloads = self._gather("payload", local, timeout)
             evaluation = self._conclude(payloads, ctx, plan, started) if payloads is not None else None
             skip = Decision(ok=False, reason="rank 0 decided nothing in time")
-            decision = self.exchange.agree(f"{self._round}/decision", evaluation.decision if evaluation else None,
-                                           2 * timeout, skip)
+            decision = self._agree("decision", evaluation.decision if evaluation else None, 2 * timeout, skip)
         if evaluation is None or decision != evaluation.decision:
             evaluation = Evaluation(decision)
         if self.is_main:
@@ -228,6 +228,20 @@ class Monitor:
                 raise error
             raise EvaluationSkipped(decision.reason)
         return evaluation
+
+    def _agree(self, what: str, proposal: T | None, timeout: float, fallback: T) -> T:
+        """Rank 0's proposal on every rank; a failed exchange (a broken store) is logged and means ``fallback``."""
+        with self.policy.guard(f"agreeing on the {what} of round {self._round} ({fallback})") as failure:
+            return self.exchange.agree(f"{self._round}/{what}", proposal, timeout, fallback)
+        assert failure
+        return fallback
+
+    def _gather(self, what: str, payload: Any, timeout: float) -> list[Any] | None:
+        """Every rank's payload on rank 0 (None elsewhere); after a failed exchange, nothing from anyone."""
+        with self.policy.guard(f"collecting the {what}s of round {self._round} (counted as missing)") as failure:
+            return self.exchange.gather(f"{self._round}/{what}", payload, timeout)
+        assert failure
+        return [None] * self.exchange.world_size if self.is_main else None
 
     def _plan(self, ctx: TrainingContext) -> _Plan:
         with self.policy.guard(f"planning step {ctx.step}", reraise=False) as failure:
