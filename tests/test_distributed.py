@@ -99,7 +99,7 @@ def test_a_failure_inside_a_sharded_forward_ends_the_job(tmp_path):
     """Rank 1's model raises inside the FSDP2 forward of an evaluation while rank 0 waits in that forward's
     all-gather: rank 1 raises ShardedForwardError (training on would pair its next collectives with rank
     0's), torchrun then ends rank 0; nothing waits for the process group timeout (docs/guarantees.md)."""
-    done = launch("fsdp2_loop.py", tmp_path, "inside", succeed=False)
+    done = launch("fsdp2_loop.py", tmp_path, "inside", succeed=False, timeout=400)
     assert "ShardedForwardError" in done.stderr and "injected failure inside the sharded forward" in done.stderr
     assert not list(tmp_path.glob("*.json"))  # neither rank went on to finish training
 

@@ -33,11 +33,11 @@ def train(tok, data, monitor: Monitor | None, steps: int = 6, hook=None):
     model = tiny_gpt2(tok, n_embd=32, n_positions=64, seed=0)  # dropout 0.1 (GPT-2's default)
     random.seed(rank()), np.random.seed(rank()), torch.manual_seed(rank())  # each rank its own masks and batches
     draw_during_evaluation(model)
-    if hook is not None:
-        model.transformer.h[1].register_forward_pre_hook(hook)
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model)
+    if hook is not None:  # before FSDP2's own pre-forward hook: the other rank then waits in its all-gather
+        model.transformer.h[1].register_forward_pre_hook(hook, prepend=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses, evaluations = [], {}
     for step in range(1, steps + 1):
