@@ -11,11 +11,11 @@ from tests.conftest import training_texts
 
 
 class TinyLM(L.LightningModule):
-    def __init__(self, tokenizer, lr: float = 3e-3) -> None:
+    def __init__(self, tokenizer, lr: float = 3e-3, dropout: float = 0.0) -> None:
         super().__init__()
-        # no dropout: Lightning checkpoints do not carry RNG states, so resumed dropout masks would differ
-        self.model = tiny_gpt2(tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0, resid_pdrop=0.0,
-                               embd_pdrop=0.0, attn_pdrop=0.0)
+        # no dropout by default: Lightning checkpoints do not carry RNG states, so resumed dropout masks differ
+        self.model = tiny_gpt2(tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0,
+                               resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
         self.lr = lr
         self.losses: list[float] = []
 
@@ -32,9 +32,10 @@ class TinyLM(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.lr)
 
 
-def loader(tokenizer, n: int = 32, batch_size: int = 8) -> DataLoader:
+def loader(tokenizer, n: int = 32, batch_size: int = 8, shuffle: bool = False) -> DataLoader:
+    """Shuffling draws each epoch's order from the global torch RNG."""
     dataset = TextDataset(tokenizer, training_texts(n), length=48)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=dataset.collate)
 
 
 def trainer(root, callbacks=(), max_steps: int = 12, **kwargs) -> L.Trainer:

@@ -17,6 +17,7 @@ from evalcast import ExpertSet, Monitor
 from evalcast.runs import RunStore
 from evalcast.toy import tiny_gpt2
 from tests.conftest import arithmetic_records
+from tests.guarantee import MUTATIONS
 
 SCRIPTS = Path(__file__).resolve().parent / "distributed"
 pytestmark = pytest.mark.multiprocess
@@ -28,7 +29,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240) -> None:
+def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240,
+           succeed: bool = True) -> subprocess.CompletedProcess:
     repo = SCRIPTS.parents[1]  # this checkout's evalcast (not an installed one), and its tests package
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
     if torchrun:
@@ -38,7 +40,8 @@ def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: i
         cmd = [sys.executable, str(SCRIPTS / script), str(out), *args]
         env["MASTER_PORT"] = str(free_port())
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-6000:]
+    assert (done.returncode == 0) == succeed, done.stdout[-4000:] + done.stderr[-6000:]
+    return done
 
 
 def results(out: Path, name: str) -> list[dict]:
@@ -63,7 +66,9 @@ def test_hf_trainer_under_torchrun(tmp_path, tok):
     launch("hf_ddp.py", tmp_path)
     rank0, rank1 = results(tmp_path, "hf")
     assert rank0["world"] == 2
-    assert rank0["plain"] == rank0["watched"] and len(rank0["plain"]) == 8
+    for rank in (rank0, rank1):  # the guarantee, and its mutation companions
+        assert rank["differences"] == [] and rank["losses"] == 8
+        assert {k: bool(v) for k, v in rank["mutated"].items()} == dict.fromkeys(MUTATIONS, True)
     records = RunStore(tmp_path / "run").history()
     assert [r.step for r in records] == [4, 8]
     state = load_file(str(tmp_path / "watched" / "checkpoint-8" / "model.safetensors"))
@@ -73,15 +78,30 @@ def test_hf_trainer_under_torchrun(tmp_path, tok):
     assert rank1["decisions"] == rank0["decisions"] == {"4": True, "8": True}
 
 
-def test_fsdp2_loop_under_torchrun(tmp_path, tok):
+def test_fsdp2_loop_is_invisible_and_skips_on_every_rank_when_one_is_not_ready(tmp_path, tok):
     launch("fsdp2_loop.py", tmp_path)
-    rank0, rank1 = results(tmp_path, "fsdp")
-    assert rank0["plain"] == rank0["watched"] and rank1["plain"] == rank1["watched"]
-    assert rank0["decisions"] == rank1["decisions"] == {"3": True, "6": True}
+    for rank in results(tmp_path, "fsdp"):
+        # the guarantee (losses, parameter shards, gradients, modes, RNG states), and its mutation companions
+        assert rank["differences"] == [] and rank["losses"] == 6
+        assert {k: bool(v) for k, v in rank["mutated"].items()} == dict.fromkeys(MUTATIONS, True)
+        assert rank["decisions"] == {"2": [True, ""], "4": [True, ""], "6": [True, ""]}
+        # rank 1 failed before the forward at step 2: every rank skipped it, trained on, unchanged
+        assert rank["fault_decisions"]["2"] == [False, "rank 1: ModelMismatchError: injected: rank 1 is not ready"]
+        assert rank["fault_decisions"]["4"] == rank["fault_decisions"]["6"] == [True, ""]
+        assert rank["fault_differences"] == []
     records = RunStore(tmp_path / "run").history()
-    assert [r.step for r in records] == [3, 6]
+    assert [r.step for r in records] == [2, 4, 6]
     state = torch.load(tmp_path / "fsdp_state.pt")
     assert_close_metrics(records[-1].metrics, single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+
+
+def test_a_failure_inside_a_sharded_forward_ends_the_job(tmp_path):
+    """Rank 1's model raises inside the FSDP2 forward of an evaluation while rank 0 waits in that forward's
+    all-gather: rank 1 raises ShardedForwardError (training on would pair its next collectives with rank
+    0's), torchrun then ends rank 0; nothing waits for the process group timeout (docs/guarantees.md)."""
+    done = launch("fsdp2_loop.py", tmp_path, "inside", succeed=False, timeout=400)
+    assert "ShardedForwardError" in done.stderr and "injected failure inside the sharded forward" in done.stderr
+    assert not list(tmp_path.glob("*.json"))  # neither rank went on to finish training
 
 
 def test_fault_on_one_rank_and_a_stalled_rank_skip_on_every_rank(tmp_path):

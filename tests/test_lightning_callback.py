@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from evalcast import Monitor
 from evalcast.callbacks.lightning import LightningCallback
+from tests.guarantee import MUTATIONS, assert_invisible, break_isolation, differences, draw_during_evaluation, trace
 from tests.lightning_utils import TinyLM, loader, trainer
 
 
@@ -21,21 +22,46 @@ def fit(tmp_path, tok, callbacks, name, fit_kwargs=None, **kwargs):
     return module, run
 
 
-def test_bit_identical_and_logged_every_save(tok, experts, tmp_path):
-    plain, _ = fit(tmp_path, tok, [ModelCheckpoint(every_n_train_steps=4, save_top_k=-1)], "plain")
+def invisible_fit(tmp_path, tok, callbacks, name, **kwargs):
+    """Dropout on, shuffled batches, evaluations at the saves of steps 4 and 8 (between optimizer steps) and
+    12; an evaluation draws from every RNG stream. Returns the trainer and the training trace."""
+    L.seed_everything(0)
+    module = TinyLM(tok, dropout=0.1)
+    if callbacks:
+        draw_during_evaluation(module.model)
+    run = trainer(tmp_path / name, [*callbacks, ModelCheckpoint(every_n_train_steps=4, save_top_k=-1, save_last=True)],
+                  **kwargs)
+    run.fit(module, loader(tok, shuffle=True))
+    return run, trace(module, module.losses)
+
+
+@pytest.fixture(scope="module")
+def plain_trace(tok, tmp_path_factory):
+    return invisible_fit(tmp_path_factory.mktemp("plain"), tok, [], "plain")[1]
+
+
+def test_bit_identical_and_logged_every_save(tok, experts, tmp_path, plain_trace):
     monitor = Monitor(experts)
     callback = LightningCallback(monitor)
-    checkpoint = ModelCheckpoint(every_n_train_steps=4, save_top_k=-1, save_last=True)  # save_last: two calls/step
-    watched, _ = fit(tmp_path, tok, [callback, checkpoint], "watched", logger=CSVLogger(tmp_path / "csv"))
-    assert watched.losses == plain.losses and len(plain.losses) == 12
-    for a, b in zip(plain.parameters(), watched.parameters()):
-        assert torch.equal(a, b)
+    # save_last: two on_save_checkpoint calls per step
+    run, watched_trace = invisible_fit(tmp_path, tok, [callback], "watched", logger=CSVLogger(tmp_path / "csv"))
+    assert_invisible(plain_trace, watched_trace, min_losses=12)
     assert monitor.run_dir == tmp_path / "watched" / "evalcast"
     assert [r.step for r in monitor.history()] == [4, 8, 12]
     metrics = (tmp_path / "csv" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     assert "evalcast/all/nll" in metrics.splitlines()[0]
-    saved = torch.load(checkpoint.last_model_path, weights_only=False)
+    saved = torch.load(run.checkpoint_callback.last_model_path, weights_only=False)
     assert saved["callbacks"][callback.state_key]["last_step"] == 12
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_the_bit_identity_check_catches_broken_isolation(tok, experts, tmp_path, plain_trace, monkeypatch, mutation):
+    break_isolation(monkeypatch, mutation)
+    monitor = Monitor(experts)
+    _, watched_trace = invisible_fit(tmp_path, tok, [LightningCallback(monitor)], "watched")
+    assert [r.step for r in monitor.history()] == [4, 8, 12]
+    assert differences(plain_trace, watched_trace)
 
 
 def test_weights_only_saves_are_evaluated(tok, experts, tmp_path):
@@ -53,7 +79,6 @@ def test_monitor_based_save_during_validation(tok, experts, tmp_path):
                   val_check_interval=4, limit_val_batches=1)
     run.fit(module, loader(tok), loader(tok, n=8))
     assert [r.step for r in monitor.history()] == [4, 8, 12]
-    assert module.training  # validation-time evaluation left the module's mode as Lightning set it
 
 
 def test_every_n_steps_and_stop(tok, experts, tmp_path):

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from evalcast import ExpertRecord, ExpertSet, Monitor, MonitorConfig
 from evalcast.monitor import Decision, Evaluation, EvaluationSkipped, TrainingContext
@@ -17,8 +18,18 @@ from evalcast.proxy import metric_name
 from evalcast.runs import Record, RunStore
 from evalcast.stats import ModelMismatchError, check_compatible
 from evalcast.stats.isolation import isolated
-from evalcast.toy import char_tokenizer, tiny_gpt2
+from evalcast.toy import TextDataset, char_tokenizer, tiny_gpt2
 from evalcast.trackers import Tracker
+from tests.conftest import training_texts
+from tests.guarantee import (
+    MUTATIONS,
+    TrainingTrace,
+    assert_invisible,
+    break_isolation,
+    differences,
+    draw_during_evaluation,
+    trace,
+)
 from tests.test_token_stats import naive_statistics
 
 
@@ -46,6 +57,52 @@ def test_isolation_restores_modes_rng_and_leaves_gradients(model):
         assert (name in grads) == (param.grad is not None)
         if param.grad is not None:
             assert torch.equal(param.grad, grads[name])
+
+
+def plain_loop(tok, monitor: Monitor | None, steps: int = 9) -> TrainingTrace:
+    """A raw training loop: dropout on (GPT-2's 0.1), batches shuffled from the global torch RNG, an
+    evaluation every 3 optimizer steps (between steps, and after the last); evaluations draw random numbers."""
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    model = tiny_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=0)
+    assert model.config.resid_pdrop > 0
+    draw_during_evaluation(model)
+    data = TextDataset(tok, training_texts(32), length=48)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses, step = [], 0
+    model.train()
+    while step < steps:
+        for batch in DataLoader(data, batch_size=8, shuffle=True, collate_fn=data.collate):
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            step += 1
+            if monitor is not None:
+                monitor.step(model, step=step, every=3)
+            if step == steps:
+                break
+    return trace(model, losses)
+
+
+@pytest.fixture(scope="module")
+def plain_trace(tok):
+    return plain_loop(tok, None)
+
+
+def test_a_plain_loop_trains_bit_identically_with_the_monitor(tok, experts, tmp_path, plain_trace):
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    assert_invisible(plain_trace, plain_loop(tok, monitor), min_losses=9)
+    assert [(r.step, r.status) for r in monitor.history()] == [(3, "ok"), (6, "ok"), (9, "ok")]
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_the_plain_loop_check_catches_broken_isolation(tok, experts, tmp_path, plain_trace, monkeypatch, mutation):
+    break_isolation(monkeypatch, mutation)
+    monitor = Monitor(experts, run_dir=tmp_path / "run")
+    assert differences(plain_trace, plain_loop(tok, monitor))
+    assert [r.step for r in monitor.history()] == [3, 6, 9]
 
 
 def naive_group_means(model, experts) -> dict[str, float]:

@@ -32,14 +32,17 @@ def trackers_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     import mlflow
 
-    # HF's MLflowCallback sets the tracking URI only if none is set yet in this process (an earlier test
-    # may have set one), so point MLflow at this test's store explicitly.
+    # MLFLOW_TRACKING_URI is only read when no process-wide URI is set; pin this test's store explicitly
+    # and unset it afterwards, so that later tests (tests/test_trackers.py) see their own MLFLOW_TRACKING_URI.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     yield root
     if wandb.run is not None:
         wandb.finish()
     wandb.teardown()
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None is mlflow's "not set" (its own default)
 
 
 def test_hf_trainer_with_wandb_tensorboard_and_mlflow(trackers_env: Path, tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ class TransformersCallback(TrainerCallback):
             others = set(args.report_to or ()) - REUSED_REPORTERS
             mode = "headline" if others or not self.monitor.framework_trackers else "none"
         if evaluation.metrics and state.is_world_process_zero and self.trainer is not None and mode != "none":
-            self.trainer.log({k: v for k, v in evaluation.metrics.items() if mode == "all" or is_headline(k)})
+            with self.monitor.policy.guard(f"trainer.log of step {state.global_step}"):
+                self.trainer.log({k: v for k, v in evaluation.metrics.items() if mode == "all" or is_headline(k)})
 
     def _lr_schedule(self, scheduler: Any, max_steps: int) -> list[float] | None:
         """Learning rate at every step 0..max_steps, read from a ``LambdaLR`` without stepping it."""

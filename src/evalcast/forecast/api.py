@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from evalcast.errors import ErrorPolicy
 from evalcast.forecast.accuracy import AccuracyPoints
 from evalcast.forecast.baselines import compute_power, compute_sigmoid, last_value, loss_twostep
 from evalcast.forecast.bootstrap import anchor_replicates, question_counts
@@ -40,12 +41,13 @@ _PROXY_FAILURES = {r.value for r in (Reason.TOO_FEW_POINTS, Reason.COMPUTE_RANGE
 
 def forecast_task(inputs: TaskInputs, config: ForecastConfig | None = None,
                   references: ReferenceSet | Sequence[ReferenceRun] | None = None,
-                  n_params: float | None = None) -> TaskForecast:
+                  n_params: float | None = None, policy: ErrorPolicy = ErrorPolicy()) -> TaskForecast:
     """Forecast one task's accuracy at the end of the training budget.
 
     Returns evalcast's two-step forecast, each baseline, the difficulty-cluster breakdown, the proxy
     chosen and the data fitted. Any failed gate, bad input or internal error becomes a refusal with a
-    reason code and a sentence; nothing is raised into the caller's training loop.
+    reason code and a sentence; nothing is raised into the caller's training loop. An internal error (a
+    bug) is also logged with its traceback, and re-raised when ``policy`` is strict.
 
     ``references``: the same task in other runs, as :class:`ReferenceRun` s or (prepared once, which is
     much cheaper per call) a :class:`ReferenceSet` from :func:`prepare_references`; the forecast then
@@ -55,29 +57,30 @@ def forecast_task(inputs: TaskInputs, config: ForecastConfig | None = None,
     cfg = config or ForecastConfig()
     name = str(getattr(inputs, "name", "task"))
     base = None
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            base = _forecast_task(name, inputs, cfg)
-            if references is None:
-                return base
-            return forecast_with_references(base, inputs, cfg, references, n_params)
-    except Refusal as r:
-        if base is not None:
-            return refused_with_baselines(base, r.reason, r.message)
-        return _refused_task(name, inputs, r.reason, r.message)
-    except Exception as exc:  # never raise into a training loop
-        return _refused_task(name, inputs, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+    # a bug is logged with its traceback and refused as internal_error (re-raised under strict)
+    with policy.guard(f"forecasting {name!r} (refused as internal_error)") as failure:
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                base = _forecast_task(name, inputs, cfg, policy)
+                if references is None:
+                    return base
+                return forecast_with_references(base, inputs, cfg, references, n_params)
+        except Refusal as r:
+            if base is not None:
+                return refused_with_baselines(base, r.reason, r.message)
+            return _refused_task(name, inputs, r.reason, r.message)
+    return _refused_task(name, inputs, Reason.INTERNAL_ERROR, failure.message)
 
 
 def forecast_run(tasks: Sequence[TaskInputs], config: ForecastConfig | None = None,
                  references: Mapping[str, ReferenceSet | Sequence[ReferenceRun]] | None = None,
-                 n_params: float | None = None) -> dict[str, TaskForecast]:
+                 n_params: float | None = None, policy: ErrorPolicy = ErrorPolicy()) -> dict[str, TaskForecast]:
     """:func:`forecast_task` for several tasks, keyed by task name (``references`` keyed by task name too)."""
     out = {}
     for i, t in enumerate(tasks):
         name = str(getattr(t, "name", i))
-        out[name] = forecast_task(t, config, (references or {}).get(name), n_params)
+        out[name] = forecast_task(t, config, (references or {}).get(name), n_params, policy)
     return out
 
 
@@ -138,7 +141,7 @@ def _proxies(inputs: TaskInputs, n: int) -> tuple[dict[str, np.ndarray], list[st
     return out, notes
 
 
-def _forecast_task(name: str, inputs: TaskInputs, cfg: ForecastConfig) -> TaskForecast:
+def _forecast_task(name: str, inputs: TaskInputs, cfg: ForecastConfig, policy: ErrorPolicy) -> TaskForecast:
     axis = build_axis(inputs, cfg)
     g, u = _bounds(inputs)
     n = axis.x.size
@@ -158,19 +161,19 @@ def _forecast_task(name: str, inputs: TaskInputs, cfg: ForecastConfig) -> TaskFo
     forecast = _with_flags(forecast, phase_flags(axis) + [f"note:{m}" for m in notes])
     losses = dict(inputs.losses or {})
     baselines = {
-        "compute_sigmoid": _guard("compute_sigmoid", lambda: compute_sigmoid(axis, anchor_pts, g, u, cfg)),
-        "compute_power": _guard("compute_power", lambda: compute_power(axis, anchor_pts, g, u, cfg)),
-        "loss_twostep": _guard("loss_twostep", lambda: loss_twostep(axis, losses, pts, g, u, cfg,
+        "compute_sigmoid": _guard(policy, "compute_sigmoid", lambda: compute_sigmoid(axis, anchor_pts, g, u, cfg)),
+        "compute_power": _guard(policy, "compute_power", lambda: compute_power(axis, anchor_pts, g, u, cfg)),
+        "loss_twostep": _guard(policy, "loss_twostep", lambda: loss_twostep(axis, losses, pts, g, u, cfg,
                                                                     np.random.default_rng([cfg.seed, 4]))),
-        "last_value": _guard("last_value", lambda: last_value(axis, anchor_pts)),
+        "last_value": _guard(policy, "last_value", lambda: last_value(axis, anchor_pts)),
     }
     clusters = None
-    if cfg.clusters.enabled:
-        try:
+    if cfg.clusters.enabled:  # a side result must not take the main forecast down with it
+        with policy.guard(f"the difficulty clusters of {name!r}") as failure:
             clusters = cluster_breakdown(axis, anchors, pf, proxy_reps, probe_ids, probe, counts, g, u, cfg,
                                          np.random.default_rng([cfg.seed, 5]))
-        except Exception as exc:  # a side result must not take the main forecast down with it
-            forecast = _with_flags(forecast, [f"clusters_failed:{type(exc).__name__}"])
+        if failure:
+            forecast = _with_flags(forecast, [f"clusters_failed:{type(failure.error).__name__}"])
     return TaskForecast(name, forecast.status, forecast.reason, forecast.message, axis.x_end, float(axis.x[-1]),
                         forecast, choice, baselines, clusters, _fit_data(axis, pf, pts))
 
@@ -197,12 +200,14 @@ def _forecast_with_best_proxy(proxies: dict[str, np.ndarray], axis: Axis, pts: A
     return choice, forecast, pf, reps
 
 
-def _guard(method: str, compute: Callable[[], Forecast]) -> Forecast:
+def _guard(policy: ErrorPolicy, method: str, compute: Callable[[], Forecast]) -> Forecast:
     """A baseline, or its failure as a refusal (it must not take evalcast's own forecast down with it)."""
-    try:
-        return compute()
-    except Exception as exc:
-        return refused(method, Reason.INTERNAL_ERROR.value, f"{type(exc).__name__}: {exc}")
+    with policy.guard(f"the {method} baseline (refused as internal_error)") as failure:
+        try:
+            return compute()
+        except Refusal as r:
+            return refused(method, r.reason.value, r.message)
+    return refused(method, Reason.INTERNAL_ERROR.value, failure.message)
 
 
 def _no_proxy(proxies: dict[str, np.ndarray], cfg: ForecastConfig) -> Forecast:

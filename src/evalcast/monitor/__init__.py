@@ -2,9 +2,9 @@
 
 from evalcast.monitor.anchors import AnchorConfig
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
-from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped
+from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped, ShardedForwardError
 from evalcast.monitor.exchange import Decision
 from evalcast.monitor.monitor import Monitor
 
 __all__ = ["AnchorConfig", "Budget", "Decision", "Evaluation", "EvaluationSkipped", "Monitor", "MonitorConfig",
-           "TrainingContext"]
+           "ShardedForwardError", "TrainingContext"]

@@ -22,6 +22,12 @@ class EvaluationSkipped(RuntimeError):
     """Raised in strict mode when a checkpoint could not be evaluated."""
 
 
+class ShardedForwardError(RuntimeError):
+    """Raised (strict or not) when the model's own forward raised during an evaluation of a sharded model
+    (FSDP2, ZeRO-3): the other ranks wait in a collective this rank will not join, so continuing to train
+    would pair its next collectives with theirs. See ``docs/guarantees.md``."""
+
+
 @dataclass
 class Evaluation:
     """What ``Monitor.evaluate`` returns: the shared decision; on rank 0 also the record written (its

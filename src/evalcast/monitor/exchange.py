@@ -12,7 +12,9 @@ timed-out collective leaves the process group unusable:
    than its timeout writes "skip" the same way. Everyone then reads the one value that won.
 
 The same agreement, before the pass, fixes the plan of the checkpoint (whether an anchor runs), which
-only rank 0 can decide from the run history.
+only rank 0 can decide from the run history; then every rank prepares (model checks, its batches) and
+reports :class:`Ready`, and the pass starts only if every rank is ready with the same number of batches.
+Whatever can fail before the first collective of a sharded forward is thus agreed on before it.
 
 A rank that stalls therefore turns into a skip on every rank, and a late payload is simply ignored.
 """
@@ -40,6 +42,27 @@ class Decision:
     reason: str = ""
     stop_training: bool = False
     alerts: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ready:
+    """One rank's answer before the forward pass: ready with its number of batches, or the error it hit."""
+
+    error: str = ""
+    batches: int = 0
+
+
+def readiness_problems(readies: list[Ready | None] | None, timeout_s: float) -> str:
+    """Rank 0: why the ranks cannot all start the forward pass ("" when they can): a rank not ready, or
+    ranks with different numbers of batches (a sharded forward is a collective: a rank running one batch
+    more or less would leave the others waiting)."""
+    assert readies is not None
+    problems = [r.error if r is not None else f"rank {i}: not ready within {timeout_s:.0f} s"
+                for i, r in enumerate(readies) if r is None or r.error]
+    counts = sorted({r.batches for r in readies if r is not None and not r.error})
+    if not problems and len(counts) > 1:
+        problems = [f"the ranks planned different numbers of forward batches {counts}"]
+    return "; ".join(problems)
 
 
 class Exchange:

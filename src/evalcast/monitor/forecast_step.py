@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from evalcast.errors import ErrorPolicy
 from evalcast.forecast import Anchor, Checkpoints, ForecastConfig, Schedule, TaskForecast, TaskInputs, forecast_run
 from evalcast.forecast.results import refused
 from evalcast.monitor.config import Budget
@@ -136,8 +137,8 @@ class ForecastStep:
     name = "forecast"
 
     def __init__(self, config: ForecastConfig, groups: Sequence[str], groups_of: Mapping[str, Sequence[str]],
-                 choice: Mapping[str, ChoiceGroup] | None = None) -> None:
-        self.config, self.groups, self.groups_of = config, list(groups), groups_of
+                 choice: Mapping[str, ChoiceGroup] | None = None, policy: ErrorPolicy = ErrorPolicy()) -> None:
+        self.config, self.groups, self.groups_of, self.policy = config, list(groups), groups_of, policy
         self.choice = dict(choice or {})
 
     def due(self, history: RunHistory) -> bool:
@@ -149,8 +150,8 @@ class ForecastStep:
         records = [*(r for r in history.before(record.step) if r.ok), record]
         inputs, reason = build_inputs(records, self.groups, budget, history.predictions(), self.groups_of,
                                       self.config, self.choice)
-        results = forecast_run(inputs, self.config) if inputs else refused_everywhere(self.groups, "no_budget",
-                                                                                      reason)
+        results = (forecast_run(inputs, self.config, policy=self.policy) if inputs
+                   else refused_everywhere(self.groups, "no_budget", reason))
         x_name = run_axis(records)[1]
         for group, result in results.items():
             evaluation.metrics.update(forecast_metrics(group, result))

@@ -1,7 +1,9 @@
 """The part of a checkpoint every rank runs on its own share: the pass, the probe features, the anchor.
 
-Everything here happens inside :func:`~evalcast.stats.isolation.isolated` and ends in a picklable
-:class:`LocalResult` (or the error the rank hit), which the exchange carries to rank 0.
+:func:`prepare_local` does everything that can fail before the first forward (where a sharded model's
+collectives begin), so that the ranks can agree to go or skip first; :func:`forward_local` runs inside
+:func:`~evalcast.stats.isolation.isolated` and ends in a picklable :class:`LocalResult` (or the error the
+rank hit), which the exchange carries to rank 0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evalcast.data.batching import BatchPlan
 from evalcast.data.expert_set import ExpertSet
 from evalcast.errors import ErrorPolicy
 from evalcast.monitor.anchors import AnchorConfig, needs_synced_generation, run_anchor
@@ -57,16 +60,34 @@ class LocalResult:
     error: str | None = None
 
 
-def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: MonitorConfig, plan: LocalPlan,
-              ctx: TrainingContext, rank: int, world: int) -> LocalResult:
-    """This rank's forward pass (+ features) and anchor share; the caller isolates the model."""
+@dataclass
+class LocalWork:
+    """What a rank prepares before its first forward (where a sharded model's collectives begin): the
+    output head, this rank's batches and the taps that read the pass."""
+
+    plan: LocalPlan
+    device: torch.device
+    batches: list[BatchPlan]
+    stats: StatsTap
+    features: FeatureTap | None
+
+
+def prepare_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: MonitorConfig, plan: LocalPlan,
+                  rank: int, world: int) -> LocalWork:
+    """Everything that can fail before the forward pass (the monitor agrees on it across ranks first)."""
     device = next(model.parameters()).device
-    plans = experts.batches(max_tokens=config.max_tokens, pad_multiple=config.pad_multiple,
-                            max_batch_size=config.max_batch_size, world_size=world, rank=rank)
-    stats = StatsTap(experts, head, config.stats, device)
+    batches = experts.batches(max_tokens=config.max_tokens, pad_multiple=config.pad_multiple,
+                              max_batch_size=config.max_batch_size, world_size=world, rank=rank)
     features = (FeatureTap(rows=plan.question_rows, capture_tokens=plan.capture_tokens)
                 if plan.question_rows is not None else None)
-    result = run_forward(model, experts, plans, stats, [features] if features else [], device=device,
+    return LocalWork(plan, device, batches, StatsTap(experts, head, config.stats, device), features)
+
+
+def forward_local(model: nn.Module, experts: ExpertSet, work: LocalWork, config: MonitorConfig,
+                  ctx: TrainingContext, rank: int, world: int) -> LocalResult:
+    """This rank's forward pass (+ features) and anchor share; the caller isolates the model."""
+    plan, device, features = work.plan, work.device, work.features
+    result = run_forward(model, experts, work.batches, work.stats, [features] if features else [], device=device,
                          autocast_dtype=ctx.autocast_dtype, progress=config.progress and rank == 0)
     rows = np.flatnonzero(result.scored)
     local = LocalResult(rank=rank, rows=rows, sums=result.sums[rows], weight_sums=result.weight_sums[rows],
@@ -88,3 +109,10 @@ def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: Mo
             local.anchor_error = f"rank {rank}: {failure.message}"
         local.anchor_seconds = time.perf_counter() - started
     return local
+
+
+def run_local(model: nn.Module, experts: ExpertSet, head: OutputHead, config: MonitorConfig, plan: LocalPlan,
+              ctx: TrainingContext, rank: int, world: int) -> LocalResult:
+    """:func:`prepare_local` then :func:`forward_local` (one rank's whole share)."""
+    work = prepare_local(model, experts, head, config, plan, rank, world)
+    return forward_local(model, experts, work, config, ctx, rank, world)

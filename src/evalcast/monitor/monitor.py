@@ -4,6 +4,10 @@
 
     rank 0        plan              from the run history: does an anchor run at this checkpoint?
     every rank    exchange.agree    one plan for all ranks
+    every rank    prepare           model checks and this rank's batches: all that can fail before the
+                                    first collective of a sharded forward
+    every rank    exchange.gather   ready / not ready → rank 0, then exchange.agree: go, or skip on every
+                                    rank before any forward
     every rank    isolated(model):  forward pass over this rank's shard → per-sequence sums, features of
                                     the anchor questions; anchor generation on this rank's share of them
                                     (an exception here is caught: the payload becomes the error)
@@ -13,7 +17,8 @@
     rank 0        commit            the record and its arrays to the run directory, then the trackers
 
 Every error path runs under the monitor's :class:`~evalcast.errors.ErrorPolicy`: nothing raises into the
-training loop unless ``strict=True``, and every rank returns the same decision.
+training loop unless ``strict=True``, and every rank returns the same decision. One exception: the model's
+own forward raising on one rank of a sharded model (:class:`ShardedForwardError`, see docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -36,23 +41,25 @@ from evalcast.data.table import EXPERT
 from evalcast.errors import ErrorPolicy
 from evalcast.forecast import ForecastConfig
 from evalcast.monitor.alert_step import AlertStep
-from evalcast.monitor.anchors import AnchorConfig, anchor_due, anchor_questions
+from evalcast.monitor.anchors import AnchorConfig, anchor_due, anchor_questions, needs_synced_generation
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
-from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped, publish
-from evalcast.monitor.exchange import Decision, Exchange, make_exchange
+from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped, ShardedForwardError, publish
+from evalcast.monitor.exchange import Decision, Exchange, Ready, make_exchange, readiness_problems
 from evalcast.monitor.forecast_step import ForecastStep, forecast_groups
-from evalcast.monitor.local import LocalPlan, LocalResult, run_local
+from evalcast.monitor.local import LocalPlan, LocalResult, LocalWork, forward_local, prepare_local
 from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_arrays, merge
 from evalcast.monitor.probe_step import ProbeStep
 from evalcast.probe import ProbeConfig
 from evalcast.proxy.aggregate import GroupIndex, metric_name
 from evalcast.proxy.choices import choice_groups
 from evalcast.runs import Record, RunHistory, RunStore
+from evalcast.stats.forward import ModelForwardError
 from evalcast.stats.head import check_compatible, unwrap
 from evalcast.stats.isolation import isolated
 from evalcast.trackers.base import CompositeTracker, Tracker
 
 logger = logging.getLogger("evalcast")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ class Monitor:
             self.probe = ProbeStep(experts, rows, probe or ProbeConfig())
         self.forecast = None if forecast is None else ForecastStep(
             forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {},
-            choice_groups(experts, self.groups))
+            choice_groups(experts, self.groups), self.policy)
         self.alerts = AlertStep(alerts) if alerts else None
         self._history: RunHistory | None = None
         self._exchange: Exchange | None = None
@@ -192,15 +199,25 @@ class Monitor:
         self._round += 1
         started = time.perf_counter()
         timeout = self.config.timeout_s
-        plan = self.exchange.agree(f"{self._round}/plan", self._plan(ctx) if self.is_main else None, timeout,
-                                   _Plan(skip="rank 0 planned nothing in time"))
-        local, error = (LocalResult(rank=self.exchange.rank, error=plan.skip), None) if plan.skip else \
-            self._local(unwrap(model), ctx, plan)
-        payloads = self.exchange.gather(f"{self._round}/payload", local, timeout)
-        evaluation = self._conclude(payloads, ctx, plan, started) if payloads is not None else None
-        skip = Decision(ok=False, reason="rank 0 decided nothing in time")
-        decision = self.exchange.agree(f"{self._round}/decision", evaluation.decision if evaluation else None,
-                                       2 * timeout, skip)
+        plan = self._agree("plan", self._plan(ctx) if self.is_main else None, timeout,
+                           _Plan(skip="rank 0 planned nothing in time"))
+        error: BaseException | None = None
+        work: LocalWork | None = None
+        if not plan.skip:  # everything that can fail before a collective is decided, then agreed, first
+            work, ready, error = self._prepare(unwrap(model), plan)
+            readies = self._gather("ready", ready, timeout)
+            go = replace(plan, skip=readiness_problems(readies, timeout)) if self.is_main else None
+            plan = self._agree("go", go, timeout, _Plan(skip="rank 0 gave no go in time"))
+        if plan.skip:  # known to every rank alike: no forward, no further round
+            decision = Decision(ok=False, reason=plan.skip)
+            evaluation: Evaluation | None = Evaluation(decision)
+        else:
+            assert work is not None
+            local, error = self._forward(unwrap(model), work, ctx)
+            payloads = self._gather("payload", local, timeout)
+            evaluation = self._conclude(payloads, ctx, plan, started) if payloads is not None else None
+            skip = Decision(ok=False, reason="rank 0 decided nothing in time")
+            decision = self._agree("decision", evaluation.decision if evaluation else None, 2 * timeout, skip)
         if evaluation is None or decision != evaluation.decision:
             evaluation = Evaluation(decision)
         if self.is_main:
@@ -216,24 +233,56 @@ class Monitor:
             raise EvaluationSkipped(decision.reason)
         return evaluation
 
+    def _agree(self, what: str, proposal: T | None, timeout: float, fallback: T) -> T:
+        """Rank 0's proposal on every rank; a failed exchange (a broken store) is logged and means ``fallback``."""
+        with self.policy.guard(f"agreeing on the {what} of round {self._round} ({fallback})") as failure:
+            return self.exchange.agree(f"{self._round}/{what}", proposal, timeout, fallback)
+        assert failure
+        return fallback
+
+    def _gather(self, what: str, payload: Any, timeout: float) -> list[Any] | None:
+        """Every rank's payload on rank 0 (None elsewhere); after a failed exchange, nothing from anyone."""
+        with self.policy.guard(f"collecting the {what}s of round {self._round} (counted as missing)") as failure:
+            return self.exchange.gather(f"{self._round}/{what}", payload, timeout)
+        assert failure
+        return [None] * self.exchange.world_size if self.is_main else None
+
     def _plan(self, ctx: TrainingContext) -> _Plan:
         with self.policy.guard(f"planning step {ctx.step}", reraise=False) as failure:
             records = self._records()
             return _Plan(anchor=self.anchors is not None and anchor_due(self.anchors, ctx.step, records))
         return _Plan(skip=f"rank 0: {failure.message}")
 
-    def _local(self, model: nn.Module, ctx: TrainingContext, plan: _Plan) -> tuple[LocalResult, BaseException | None]:
+    def _prepare(self, model: nn.Module, plan: _Plan) -> tuple[LocalWork | None, Ready, BaseException | None]:
+        """This rank's checks and batches before any forward; a failure here becomes its "not ready"."""
         rank, world = self.exchange.rank, self.exchange.world_size
-        with self.policy.guard(f"evaluation at step {ctx.step} on rank {rank} (this save is skipped)",
+        with self.policy.guard(f"preparing the evaluation on rank {rank} (this save is skipped)",
                                reraise=False) as failure:  # re-raised in strict mode once every rank agreed
             head = check_compatible(model, vocab_size=self.experts.vocab_size,
                                     longest=int(self.experts.table.lengths.max()))
             local_plan = LocalPlan(question_rows=None if self.probe is None else self.probe.rows,
                                    capture_tokens=self.probe is not None and self.probe.config.model == "attention",
                                    anchor=self.anchors if plan.anchor else None)
-            with isolated(model):
-                return run_local(model, self.experts, head, self.config, local_plan, ctx, rank, world), None
-        return LocalResult(rank=rank, error=f"rank {rank}: {failure.message}"), failure.error
+            work = prepare_local(model, self.experts, head, self.config, local_plan, rank, world)
+            return work, Ready(batches=len(work.batches)), None
+        return None, Ready(error=f"rank {rank}: {failure.message}"), failure.error
+
+    def _forward(self, model: nn.Module, work: LocalWork, ctx: TrainingContext) -> tuple[LocalResult,
+                                                                                          BaseException | None]:
+        rank, world = self.exchange.rank, self.exchange.world_size
+        what = f"evaluation at step {ctx.step} on rank {rank} (this save is skipped)"
+        # re-raised in strict mode once every rank agreed
+        with self.policy.guard(what, reraise=False) as failure, isolated(model):
+            return forward_local(model, self.experts, work, self.config, ctx, rank, world), None
+        error = failure.error
+        if isinstance(error, ModelForwardError):  # the model's own exception is the one to report
+            error = error.__cause__ or error
+            if needs_synced_generation(model, world):
+                raise ShardedForwardError(
+                    f"evalcast: the model's forward raised {type(error).__name__}: {error} during the evaluation at "
+                    f"step {ctx.step} on rank {rank} of a sharded model; the other ranks wait in a collective this "
+                    "rank will not join, so training cannot continue safely (see docs/guarantees.md)") from error
+        return LocalResult(rank=rank, error=f"rank {rank}: {type(error).__name__}: {error}"), error
 
     # ---------------------------------------------------------------- rank 0
     def _conclude(self, payloads: list[LocalResult | None], ctx: TrainingContext, plan: _Plan,

@@ -151,6 +151,10 @@ def batch_tensors(expert_set: ExpertSet, plan: BatchPlan, pad_id: int, device: t
                         prompt_last=table.solution_start[rows].astype(np.int64) - 1)
 
 
+class ModelForwardError(RuntimeError):
+    """The model's own forward raised (not evalcast's taps, whose errors surface after the pass)."""
+
+
 def run_forward(model: nn.Module, expert_set: ExpertSet, plans: list[BatchPlan], stats: StatsTap,
                 taps: list[Tap] = (), *, device: torch.device, autocast_dtype: torch.dtype | None = None,
                 progress: bool = False) -> ForwardResult:
@@ -169,8 +173,11 @@ def run_forward(model: nn.Module, expert_set: ExpertSet, plans: list[BatchPlan],
             for tap in all_taps:
                 tap.start_batch(ctx)
             calls = stats.calls
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                model(input_ids=ctx.input_ids, attention_mask=ctx.attention_mask, use_cache=False)
+            try:
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    model(input_ids=ctx.input_ids, attention_mask=ctx.attention_mask, use_cache=False)
+            except Exception as exc:
+                raise ModelForwardError(f"the model's forward raised {type(exc).__name__}: {exc}") from exc
             if stats.calls != calls + 1:
                 raise RuntimeError(
                     f"the output layer ran {stats.calls - calls} times in one forward (expected once): evalcast "

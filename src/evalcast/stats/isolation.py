@@ -3,9 +3,10 @@
 Inside :func:`isolated` the model is in eval mode under ``torch.no_grad()`` (not ``inference_mode``:
 FSDP would otherwise create inference tensors for parameters it unshards and training would fail
 later). On exit every module's own ``training`` flag is put back (frozen sub-modules stay in their
-mode) and the python, numpy, torch CPU and CUDA RNG states are restored, so sampling during an anchor
-evaluation cannot shift the data order or dropout of the run. Nothing here touches gradients, the
-optimizer, ``requires_grad``, ``config.use_cache`` or gradient checkpointing; tests check all of them.
+mode), the python, numpy, torch CPU and CUDA RNG states are restored, so sampling during an anchor
+evaluation cannot shift the data order or dropout of the run, and FSDP2 modules are resharded. Nothing
+here touches gradients, the optimizer, ``requires_grad``, ``config.use_cache`` or gradient
+checkpointing; tests check all of them.
 """
 
 from __future__ import annotations
@@ -56,3 +57,13 @@ def isolated(model: nn.Module) -> Iterator[None]:
         for module, training in modes:
             module.training = training
         rng.restore()
+        _reshard(model)
+
+
+def _reshard(model: nn.Module) -> None:
+    """FSDP2 leaves the root's parameters unsharded after a forward (for the backward it expects); a
+    forward without backward would leave them so, holding the full tensors: shard them again."""
+    for module in model.modules():
+        reshard = getattr(module, "reshard", None)
+        if callable(reshard) and type(module).__name__.startswith("FSDP"):
+            reshard()
