@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
-from evalcast.stats import token_stats
+from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward, token_stats
 from evalcast.stats.token_stats import token_statistics
 from evalcast.toy import tiny_gpt2, tiny_llama
 

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from evalcast.errors import ErrorPolicy
 from evalcast.validation import Rule, at_least, check_config
