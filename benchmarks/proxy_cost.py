@@ -1,6 +1,6 @@
 """Time and peak memory of evalcast's proxy pass against a bare forward pass over the same tokens.
 
-    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py [--quick] [--modes eager,compiled] [--device cuda --dtype bfloat16]
+    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py [--quick] [--modes eager,compiled] [--device cuda]
 
 Shapes: the original head-heavy model (4 layers × 512) with vocabularies of 32k and 128k and sequence
 lengths 512 and 2048 (4,096 tokens per batch), and a model with a realistic head share (12 layers × 768,
