@@ -11,9 +11,10 @@ Two setups, each on this machine and thread count:
   as the expert set, batches of 2,048 training tokens, and a compute-optimal run of 20 tokens per parameter;
   anchors at the defaults (256 questions, at most 256 new tokens).
 
-Measured: the seconds per training token (AdamW steps after one warm-up) and, per save, the seconds of a
-``Monitor.evaluate`` without anchors (``proxy_s``) and the anchor's own seconds (``anchor_s``, from the
-record). The models are untrained, so generation runs to its token limit: anchor costs are an upper bound.
+Measured in CPU seconds of the process (``time.process_time``: the machine is shared, and CPU time is far
+less sensitive to other jobs than wall time): the seconds per training token (AdamW steps after one
+warm-up) and, per save, a ``Monitor.evaluate`` without anchors (``proxy_s``) and the extra seconds of one
+with an anchor at that save (``anchor_s``). The models are untrained, so generation runs to its token limit: anchor costs are an upper bound.
 Where the measurement used fewer questions than the setup's (``--questions``, to keep the script short on
 a shared CPU), the time is scaled linearly to the full count (``*_scale``). The overhead at cadence c (an
 evaluation every c of the run, 1/c evaluations) is estimated as evaluations × per-save seconds / (run
@@ -105,21 +106,22 @@ def realistic_setup(questions: int | None) -> Setup:
 
 
 def seconds_per_token(setup: Setup, steps: int) -> float:
+    """CPU seconds per training token (median over steps after one warm-up)."""
     model = setup.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times = []
     for step in range(steps + 1):
-        started = time.perf_counter()
+        started = time.process_time()
         model(input_ids=setup.train_ids, labels=setup.train_ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step:  # the first step allocates the optimizer state
-            times.append(time.perf_counter() - started)
+            times.append(time.process_time() - started)
     return statistics.median(times) / setup.train_ids.numel()
 
 
 def evaluation_seconds(setup: Setup) -> tuple[float, float, int]:
-    """Seconds of one save without anchors, the anchor's own seconds, and the tokens it generated."""
+    """CPU seconds of one save without anchors, of the anchor on top of it, and the tokens it generated."""
     from evalcast import AnchorConfig, ExpertSet, Monitor
     from evalcast.generate import DecodeConfig
 
@@ -127,15 +129,17 @@ def evaluation_seconds(setup: Setup) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         experts = ExpertSet(setup.records, setup.tokenizer, cache_dir=Path(tmp) / "cache", progress=False)
         plain = Monitor(experts, run_dir=Path(tmp) / "plain", forecast=None)
-        started = time.perf_counter()
+        started = time.process_time()
         assert plain.evaluate(model, 1).ok
-        proxy_s = time.perf_counter() - started
+        proxy_s = time.process_time() - started
         decode = DecodeConfig(max_new_tokens=setup.max_new_tokens, batch_size=32, progress=False)
         anchored = Monitor(experts, run_dir=Path(tmp) / "anchored", forecast=None,
                            anchors=AnchorConfig(every=1, questions=setup.measured_anchor_questions, decode=decode))
+        started = time.process_time()
         record = anchored.evaluate(model, 1).record
+        anchored_s = time.process_time() - started
         assert record is not None and record.anchor is not None, "the anchor did not run"
-        return proxy_s, record.anchor.seconds, record.anchor.tokens_generated
+        return proxy_s, max(0.0, anchored_s - proxy_s), record.anchor.tokens_generated
 
 
 def measure(setup: Setup, train_steps: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Time and peak memory of evalcast's proxy pass against a bare forward pass over the same tokens.
 
-    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py [--quick] [--modes eager,compiled] [--device cuda]
+    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py [--quick] [--modes eager,compiled] [--device cuda --autocast]
 
 Shapes: the original head-heavy model (4 layers × 512) with vocabularies of 32k and 128k and sequence
 lengths 512 and 2048 (4,096 tokens per batch), and a model with a realistic head share (12 layers × 768,
@@ -45,7 +45,7 @@ def _rss_kib(field: str) -> int:
 
 
 def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: list[str], device: str, dtype: str,
-            repeats: int) -> dict:
+            repeats: int, autocast: bool = False) -> dict:
     """Every method on one shape, in this (fresh) process."""
     import numpy as np
     import torch
@@ -79,12 +79,15 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
     head = check_compatible(model, vocab_size=experts.vocab_size, longest=seq)
     sums: dict[str, np.ndarray] = {}
 
+    low = torch.bfloat16 if autocast else None
+
     def bare() -> None:
-        model(input_ids=ids, use_cache=False).logits.sum().item()
+        with torch.autocast(dev.type, dtype=low, enabled=autocast):
+            model(input_ids=ids, use_cache=False).logits.sum().item()
 
     def proxy(mode: str) -> None:
         tap = StatsTap(experts, head, StatsConfig(compile=mode == "compiled"), dev)
-        sums[mode] = run_forward(model, experts, plans, tap, device=dev).sums
+        sums[mode] = run_forward(model, experts, plans, tap, device=dev, autocast_dtype=low).sums
 
     methods = {"bare": bare, **{mode: (lambda mode=mode: proxy(mode)) for mode in modes}}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -141,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--autocast", action="store_true", help="run both passes under bf16 autocast")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="eager,compiled")
     parser.add_argument("--quick", action="store_true", help="the 4x512 model, 32k vocabulary, length 512 only")
@@ -150,7 +154,8 @@ def main() -> None:
     modes = args.modes.split(",")
     if args.child:
         layers, hidden, vocab, seq, batch = (int(v) for v in args.child.split(","))
-        print(json.dumps(measure(layers, hidden, vocab, seq, batch, modes, args.device, args.dtype, args.repeats)))
+        print(json.dumps(measure(layers, hidden, vocab, seq, batch, modes, args.device, args.dtype, args.repeats,
+                                 args.autocast)))
         return
     grid = GRID[2:3] if args.quick else GRID
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
@@ -159,7 +164,8 @@ def main() -> None:
     print(f"{'shape':<38} {'mode':<9} {'ratio_time':>10} {'ratio_mem':>9} {'compile_s':>9} {'bare_s':>7}")
     for layers, hidden, vocab, seq, batch, realistic in grid:
         cmd = [sys.executable, __file__, "--child", f"{layers},{hidden},{vocab},{seq},{batch}", "--device",
-               args.device, "--dtype", args.dtype, "--repeats", str(args.repeats), "--modes", args.modes]
+               args.device, "--dtype", args.dtype, "--repeats", str(args.repeats), "--modes", args.modes,
+               *(["--autocast"] if args.autocast else [])]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         for row in json.loads(out.strip().splitlines()[-1])["rows"]:
             row["realistic"] = realistic
@@ -175,7 +181,8 @@ def main() -> None:
 
 def write(out: str, args: argparse.Namespace, rows: list[dict], started: float) -> None:
     """The rows so far (written after every shape, so a run cut short keeps what it measured)."""
-    result = {"device": args.device, "dtype": args.dtype, "threads": os.environ.get("OMP_NUM_THREADS"),
+    result = {"device": args.device, "dtype": args.dtype, "autocast": "bfloat16" if args.autocast else None,
+              "threads": os.environ.get("OMP_NUM_THREADS"),
               "machine": platform.processor() or platform.machine(), "repeats": args.repeats,
               "load_average_at_end": os.getloadavg(), "wall_s": time.perf_counter() - started,
               "target_ratio_time_realistic": TARGET, "rows": rows}
