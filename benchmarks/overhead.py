@@ -14,7 +14,8 @@ Two setups, each on this machine and thread count:
 Measured in CPU seconds of the process (``time.process_time``: the machine is shared, and CPU time is far
 less sensitive to other jobs than wall time): the seconds per training token (AdamW steps after one
 warm-up) and, per save, a ``Monitor.evaluate`` without anchors (``proxy_s``) and the extra seconds of one
-with an anchor at that save (``anchor_s``). The models are untrained, so generation runs to its token limit: anchor costs are an upper bound.
+with an anchor at that save (``anchor_s``). The models are untrained, so generation runs to its token
+limit: anchor costs are an upper bound.
 Where the measurement used fewer questions than the setup's (``--questions``, to keep the script short on
 a shared CPU), the time is scaled linearly to the full count (``*_scale``). The overhead at cadence c (an
 evaluation every c of the run, 1/c evaluations) is estimated as evaluations × per-save seconds / (run
