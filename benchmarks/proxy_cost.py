@@ -11,7 +11,8 @@ position but the prompt's, once with the eager statistics and once with ``StatsC
 Each shape runs in a fresh process; after one untimed warm-up of each method (the compiled one pays its
 compilation there: ``compile_s`` is that warm-up minus the median compiled pass), the methods alternate
 (bare, eager, compiled, bare, ...) so that load from other jobs hits all of them alike, and
-``ratio_time`` is the median over repeats of the per-repeat ratio. Peak memory is the resident-set
+``ratio_time`` is the median over repeats of the per-repeat ratio of wall times (``ratio_cpu_time``: of
+the process's CPU times, which other jobs disturb less). Peak memory is the resident-set
 high-water mark during the first timed pass (reset through /proc/self/clear_refs; glibc is told to map
 every allocation of 64 KiB or more on its own, so freed memory goes back to the system and one method's
 peak is not hidden in another's leftovers) or ``torch.cuda.max_memory_allocated``, minus what was
@@ -92,7 +93,7 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
     methods = {"bare": bare, **{mode: (lambda mode=mode: proxy(mode)) for mode in modes}}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-    def timed(run) -> tuple[float, int]:
+    def timed(run) -> tuple[float, int, float]:
         if dev.type == "cuda":
             sync()
             base = torch.cuda.memory_allocated()
@@ -100,22 +101,24 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
         else:
             base = _rss_kib("VmRSS:")
             Path("/proc/self/clear_refs").write_text("5")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run()
         sync()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         peak = (torch.cuda.max_memory_allocated() - base if dev.type == "cuda"
                 else (_rss_kib("VmHWM:") - base) * 1024)
-        return seconds, int(peak)
+        return seconds, int(peak), cpu
 
     with torch.no_grad():
         warmup = {name: timed(run)[0] for name, run in methods.items()}
         times: dict[str, list[float]] = {name: [] for name in methods}
+        cpu_times: dict[str, list[float]] = {name: [] for name in methods}
         peaks: dict[str, int] = {}
         for r in range(repeats):
             for name, run in methods.items():
-                seconds, peak = timed(run)
+                seconds, peak, cpu = timed(run)
                 times[name].append(seconds)
+                cpu_times[name].append(cpu)
                 if r == 0:
                     peaks[name] = peak
     head_params = head.module.weight.numel()
@@ -126,7 +129,9 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
         median = statistics.median(times[mode])
         rows.append({
             "shape": f"{layers}x{hidden} vocab {vocab} seq {seq} batch {batch}", "mode": mode,
-            "ratio_time": statistics.median(ratios), "ratio_peak_mem": peaks[mode] / peaks["bare"],
+            "ratio_time": statistics.median(ratios),
+            "ratio_cpu_time": statistics.median(p / b for p, b in zip(cpu_times[mode], cpu_times["bare"], strict=True)),
+            "ratio_peak_mem": peaks[mode] / peaks["bare"],
             "compile_s": max(0.0, warmup[mode] - median) if mode == "compiled" else 0.0,
             "layers": layers, "hidden": hidden, "vocab": vocab, "seq": seq, "batch": batch, "params": params,
             "head_params_share": head_params / (params - model.get_input_embeddings().weight.numel()),
