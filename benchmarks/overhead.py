@@ -16,8 +16,10 @@ Two setups, each on this machine and thread count:
 Measured in CPU seconds of the process (``time.process_time``: the machine is shared, and CPU time is far
 less sensitive to other jobs than wall time): the seconds per training token (AdamW steps after one
 warm-up) and, per save, a ``Monitor.evaluate`` without anchors (``proxy_s``) and the extra seconds of one
-with an anchor at that save (``anchor_s``). The models are untrained, so generation runs to its token
-limit: anchor costs are an upper bound.
+with an anchor at that save (``anchor_s``). The models are untrained: how much they generate
+(``anchor_tokens_generated_measured``) is not what a trained model writes. The character-level ladder
+model stops after a few characters (its anchors cost less than a trained model's); the 12x768 model does
+not stop and runs to the token limit (an upper bound).
 Where the measurement used fewer questions than the setup's (``--questions``, to keep the script short on
 a shared CPU), the time is scaled linearly to the full count (``*_scale``). The overhead at cadence c (an
 evaluation every c of the run, 1/c evaluations) is estimated as evaluations × per-save seconds / (run
@@ -194,7 +196,8 @@ def main() -> None:
         result = {"device": "cpu", "threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
                   "machine": platform.processor() or platform.machine(), "load_average_at_end": os.getloadavg(),
                   "wall_s": time.perf_counter() - started, "estimate": "per-save evaluation seconds / (run tokens x "
-                  "measured seconds per training token); untrained models generate to the limit", "rows": rows}
+                  "measured seconds per training token); untrained models: anchor lengths are not a trained model's",
+                  "rows": rows}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
