@@ -5,7 +5,8 @@
 For one default-sized chunk (``StatsConfig().chunk_positions(vocab)`` positions), times (a) the fp32
 matmul ``h·Wᵀ`` alone, (b) ``token_statistics`` eager and (c) ``token_statistics`` compiled, alternating
 (a, b, c, a, ...) so that load from other jobs falls on all alike; ``ratio_*`` is the median of the
-per-repeat ratios to (a). The whole pass's ratio follows from the output layer's share of the model's
+per-repeat ratios of wall times to (a) (``ratio_cpu_*``: of process CPU times, which other jobs on a
+shared machine disturb less). The whole pass's ratio follows from the output layer's share of the model's
 forward FLOPs: ``estimated_pass_ratio = 1 + (ratio − 1) × head_flops_share``, an estimate (both the
 matmul and the statistics cost the same per logit, so the ratio measured at one vocabulary serves both; the
 benchmark of the whole pass is ``benchmarks/proxy_cost.py``). Writes
@@ -60,11 +61,13 @@ def main() -> None:
         run()
         first[name] = time.perf_counter() - started
     times: dict[str, list[float]] = {name: [] for name in methods}
+    cpu: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats):
         for name, run in methods.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
     result = {"vocab": args.vocab, "hidden": args.hidden, "positions": n, "repeats": args.repeats,
               "threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "load_average_at_end": os.getloadavg(),
@@ -73,6 +76,7 @@ def main() -> None:
     for mode in ("eager", "compiled"):
         ratio = statistics.median(c / m for c, m in zip(times[mode], times["matmul"], strict=True))
         result[f"ratio_{mode}"] = ratio
+        result[f"ratio_cpu_{mode}"] = statistics.median(c / m for c, m in zip(cpu[mode], cpu["matmul"], strict=True))
         for vocab in (32768, 131072):
             share = head_flops_share(12, 768, vocab, 2048)
             result[f"estimated_pass_ratio_{mode}_12x768_vocab{vocab}"] = 1 + (ratio - 1) * share
