@@ -55,9 +55,9 @@ class StatsConfig:
     chunk_elements: int = 1 << 22
     """Bounds one chunk's logits to about this many fp32 values (positions × vocabulary)."""
     compile: bool = False
-    """Fuse the per-chunk statistics with ``torch.compile`` (compiled once per process, a few seconds to a
-    minute; falls back to eager where it cannot compile). Off by default: on CPU the eager path already
-    costs a few per cent of the output layer (``benchmarks/results/proxy_cost.json``)."""
+    """Fuse the per-chunk statistics with ``torch.compile`` (compiled once per process; falls back to eager
+    where it cannot compile). Off by default: on CPU the compilation took 25 s to minutes per process, while
+    the eager statistics cost about a fifth of the output-layer matmul (``docs/performance.md``)."""
 
     def __post_init__(self) -> None:
         check_config(self, topk=Rule("distinct cut-offs >= 1 including 1 (greedy agreement)",
