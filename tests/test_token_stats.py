@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
+from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward, token_stats
 from evalcast.stats.token_stats import token_statistics
 from evalcast.toy import tiny_gpt2, tiny_llama
 
@@ -214,3 +217,76 @@ def test_logit_transform_and_single_chunk_equivalence():
 def test_topk_must_include_one():
     with pytest.raises(ValueError, match="including 1"):
         StatsConfig(topk=(5, 10))
+
+
+def definition_statistics(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Every statistic from its definition in float64 from given logits; −inf logits have p = 0 (0·log 0 = 0)."""
+    rows = []
+    for z, y in zip(logits.double(), targets.tolist()):
+        log_p = torch.log_softmax(z, -1)
+        nll = -log_p[y]
+        entropy = torch.special.entr(log_p.exp()).sum()
+        rank = 1 + int((z > z[y]).sum())
+        rows.append([nll, nll.neg().exp(), entropy, rank <= 1, rank <= 5, rank <= 10, np.log(rank), 1 / rank,
+                     z[y] - torch.cat([z[:y], z[y + 1:]]).max(), nll - entropy, log_p.exp().max()])
+    return np.array([[float(v) for v in row] for row in rows])
+
+
+def tied_and_masked_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hidden states, an output layer with twelve identical rows (ties), and targets among the tied tokens,
+    the argmax and the rest; :func:`mask_padding` sets the last five logits to −inf."""
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(60, 16), torch.randn(50, 16)
+    weight[10:22] = weight[3]
+    targets = torch.randint(0, 45, (60,))
+    targets[:12] = torch.arange(10, 22)
+    targets[12:20] = (hidden[12:20] @ weight.T)[:, :45].argmax(1)
+    return hidden, weight, targets
+
+
+def mask_padding(z: torch.Tensor) -> torch.Tensor:
+    return z.index_fill(1, torch.arange(45, 50), -math.inf)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "fused for torch.compile"])
+def test_fused_statistics_equal_the_definitions_with_ties_and_masked_logits(implementation):
+    """Both implementations (the eager one in 7-row chunks; the function torch.compile fuses, run eagerly) equal
+    the float64 definitions within the fp32 tolerance of the tests above, ties and −inf logits included."""
+    hidden, weight, targets = tied_and_masked_case()
+    logits = mask_padding(hidden @ weight.T)
+    if implementation == "eager":
+        fast = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=7 * 50), mask_padding)
+    else:
+        fast = token_stats._statistics_pure(logits, targets[:, None], StatsConfig().topk)
+    reference = definition_statistics(logits, targets)
+    assert np.isfinite(reference).all() and 0 < reference[:, 3].mean() < 1
+    assert (reference[:12, 6] > 0).any()  # some tied targets have a larger competitor, so ranks are not trivial
+    np.testing.assert_allclose(fast.numpy(), reference, rtol=1e-4, atol=2e-5)
+
+
+def test_masked_logits_check_catches_nan_entropy(monkeypatch):
+    """Without the floor on shifted logits, −inf logits give 0·(−inf) = NaN entropies: the check above fails."""
+    monkeypatch.setattr(token_stats, "_FLOOR", -math.inf)
+    hidden, weight, targets = tied_and_masked_case()
+    fast = token_statistics(hidden, weight, None, targets, transform=mask_padding)
+    assert torch.isnan(fast[:, 2]).all()
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(fast.numpy(), definition_statistics(mask_padding(hidden @ weight.T), targets),
+                                   rtol=1e-4, atol=2e-5)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
+    """A compiler that cannot run (Inductor pointed at a missing C++ compiler, its cache off) costs a warning and
+    gives the eager statistics, then eager from there on."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    monkeypatch.setattr(token_stats._Compiler, "function", None)
+    monkeypatch.setattr(token_stats._Compiler, "failed", False)
+    torch._dynamo.reset()
+    hidden, weight, targets = tied_and_masked_case()
+    with caplog.at_level(logging.WARNING, logger="evalcast"):
+        compiled = token_statistics(hidden, weight, None, targets, StatsConfig(compile=True))
+    assert token_stats._Compiler.failed and "torch.compile of the token statistics" in caplog.text
+    torch.testing.assert_close(compiled, token_statistics(hidden, weight, None, targets))
