@@ -37,8 +37,14 @@ def _score(args: argparse.Namespace) -> int:
 
     from evalcast.data import ExpertSet, TokenizeConfig
     from evalcast.generate import DecodeConfig
+    from evalcast.cli.scorers import parse_scorers
     from evalcast.offline import score_checkpoints
 
+    try:
+        scorer = parse_scorers(args.scorer)
+    except ValueError as exc:
+        print(f"evalcast score: {exc}", file=sys.stderr)
+        return 2
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
@@ -46,7 +52,7 @@ def _score(args: argparse.Namespace) -> int:
     decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                           batch_size=args.batch_size, progress=False)
     monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
-                                questions=args.questions, decode=decode, device=args.device)
+                                questions=args.questions, decode=decode, device=args.device, scorer=scorer)
     for record in monitor.history():
         line = f"step {record.step:>8}  {record.status:<7}  nll {record.value('all', 'nll'):.4f}"
         if record.has("all", "pass@1_anchor"):
@@ -88,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--generate", action="store_true", help="also run the generative evaluation (pass@1)")
     score.add_argument("--questions", type=int, default=256, help="questions for --generate (default 256)")
     score.add_argument("--max-new-tokens", type=int, default=256)
+    score.add_argument("--scorer", action="append", metavar="[TASK=]SPEC",
+                       help="how --generate judges completions: exact, exact:REGEX, numeric, numeric:REGEX, code, "
+                            "MODULE:NAME or FILE.py:NAME (a Scorer or a function (record, completion) -> bool); "
+                            "TASK=SPEC per task, repeatable (default: code tests, else the row's answer_pattern, "
+                            "else GSM8K '#### answer')")
     score.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
     score.add_argument("--batch-size", type=int, default=16, help="generation batch size")
     score.add_argument("--max-length", type=int, default=None)

@@ -17,6 +17,13 @@ from evalcast.generate.sandbox import (
     run_programs,
     sandbox_layers,
 )
+from evalcast.generate.select import (
+    CallableScorer,
+    ScorerSpec,
+    as_scorer,
+    check_scorer_spec,
+    check_scorer_tasks,
+)
 from evalcast.generate.scorers import (
     GSM8K_PATTERN,
     CodeExecutionScorer,
@@ -31,6 +38,11 @@ from evalcast.generate.scorers import (
 )
 
 __all__ = [
+    "CallableScorer",
+    "ScorerSpec",
+    "as_scorer",
+    "check_scorer_spec",
+    "check_scorer_tasks",
     "GSM8K_PATTERN",
     "CodeExecutionScorer",
     "DecodeConfig",

@@ -35,6 +35,7 @@ from evalcast.data.expert_set import ExpertSet
 from evalcast.data.table import EXPERT
 from evalcast.errors import ErrorPolicy
 from evalcast.forecast import ForecastConfig
+from evalcast.generate import check_scorer_tasks
 from evalcast.monitor.alert_step import AlertStep
 from evalcast.monitor.anchors import AnchorConfig, anchor_due, anchor_questions
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
@@ -81,6 +82,8 @@ class Monitor:
                  forecast: ForecastConfig | None = ForecastConfig(), alerts: Sequence[AlertRule] = (),
                  on_alert: Sequence[Callable[[Alert], None]] = (), name: str = "evalcast") -> None:
         self.experts, self.config, self.name, self.budget, self.anchors = experts, config, name, budget, anchors
+        if anchors is not None:
+            check_scorer_tasks(anchors.scorer, experts.tasks, "AnchorConfig.scorer")
         self.policy = ErrorPolicy(strict=config.strict)
         self.groups = GroupIndex.build(experts)
         self.user_trackers: list[Tracker] = list(trackers)
