@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evalcast.data.batching import BatchPlan, plan_batches
+from evalcast.data.checks import FormatChecker, FormatReport, OnUnknown, apply_format_report
 from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadReport, OnInvalid, load_records
 from evalcast.data.table import EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import (
@@ -44,10 +45,13 @@ class BuildReport:
     truncated: int = 0
     negatives: int = 0
     from_cache: bool = False
+    format: FormatReport = field(default_factory=FormatReport)
+    """Unknown tokens, lost characters and prompt-boundary mismatches found while tokenizing."""
 
     def summary(self) -> str:
         return (f"{self.rows} rows, {len(self.skipped)} skipped, {self.truncated} truncated, "
-                f"{self.negatives} negatives{' (cache)' if self.from_cache else ''}")
+                f"{self.negatives} negatives, {self.format.unknown_tokens} unknown tokens"
+                f"{' (cache)' if self.from_cache else ''}")
 
 
 class ExpertSet:
@@ -56,13 +60,17 @@ class ExpertSet:
     Rows are tokenized with ``tokenizer`` once; token ids, prompt/solution split and frozen per-token
     weights are cached under ``cache_dir`` keyed by (rows, tokenizer fingerprint, ``config``).
     ``token_counts`` is the unigram table behind the rarity weightings (default: counts over the expert
-    solutions themselves; pass counts from a training-corpus sample when you have one).
+    solutions themselves; pass counts from a training-corpus sample when you have one). Text the tokenizer
+    cannot represent (unknown tokens, characters lost through decode, a separator it lacks) raises
+    :class:`ExpertSetError` naming a row and the fix, or only logs with ``on_unknown="warn"``.
     """
 
     def __init__(self, records: Sequence[ExpertRecord], tokenizer: Any, *,
                  config: TokenizeConfig = TokenizeConfig(), token_counts: np.ndarray | None = None,
                  cache_dir: str | Path | None = None, on_invalid: OnInvalid = "error", progress: bool = True,
-                 report: BuildReport | None = None) -> None:
+                 report: BuildReport | None = None, on_unknown: OnUnknown = "error") -> None:
+        if on_unknown not in ("error", "warn"):
+            raise ValueError(f"on_unknown={on_unknown!r}: use 'error' or 'warn'")
         if not records:
             raise ExpertSetError("an expert set needs at least one row")
         self.records = list(records)
@@ -79,9 +87,11 @@ class ExpertSet:
             self.table, meta = cached
             self.report.skipped = list(meta.get("skipped", [])) + self.report.skipped
             self.report.from_cache = True
+            self.report.format = apply_format_report(FormatReport.from_dict(meta.get("format_checks", {})), on_unknown)
         else:
-            self.table = self._build(token_counts, on_invalid, progress)
-            self.table.save(cache_path, {"skipped": self.report.skipped[-1000:]})
+            self.table = self._build(token_counts, on_invalid, progress, on_unknown)
+            self.table.save(cache_path, {"skipped": self.report.skipped[-1000:],
+                                         "format_checks": self.report.format.to_dict()})
         self.cache_path = cache_path
         self.report.truncated = int(self.table.truncated.sum())
         self.report.negatives = int((self.table.kind == NEGATIVE).sum())
@@ -114,7 +124,7 @@ class ExpertSet:
 
     def _cache_key(self, counts: np.ndarray | None) -> str:
         digest = hashlib.sha256()
-        header = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
+        header = {"format": 2, "tokenizer": self.tokenizer_fingerprint,
                   "settings": self.config.key(self.max_length)}  # this key name is hashed into every fingerprint
         digest.update(json.dumps(header, sort_keys=True).encode())
         for record in self.records:
@@ -123,7 +133,9 @@ class ExpertSet:
             digest.update(np.ascontiguousarray(counts, dtype=np.float64).tobytes())
         return digest.hexdigest()
 
-    def _build(self, counts: np.ndarray | None, on_invalid: OnInvalid, progress: bool) -> TokenTable:
+    def _build(self, counts: np.ndarray | None, on_invalid: OnInvalid, progress: bool,
+               on_unknown: OnUnknown) -> TokenTable:
+        checker = FormatChecker(self.tokenizer, self.config)
         seqs: list[Tokenized] = []
         record_index: list[int] = []
         kinds: list[int] = []
@@ -148,12 +160,14 @@ class ExpertSet:
                     if kind == EXPERT:
                         break
                     continue
+                checker.check(record, r, text, tokenized.ids, tokenized.truncated)
                 seqs.append(tokenized)
                 record_index.append(r)
                 kinds.append(kind)
                 categories.append(category)
         if not any(k == EXPERT for k in kinds):
             raise ExpertSetError("no row survived tokenization", hint=f"{len(self.report.skipped)} skipped.")
+        self.report.format = checker.finish(on_unknown)
         return self._assemble(seqs, record_index, kinds, categories, counts)
 
     def _assemble(self, seqs: list[Tokenized], record_index: list[int], kinds: list[int], categories: list[str],
