@@ -135,3 +135,29 @@ def test_scorer_specs_from_the_command_line(tmp_path) -> None:
     for bad in (["exact", "count=numeric"], ["nope"], [f"{module}:missing"], ["exact:("]):
         with pytest.raises(ValueError):
             parse_scorers(bad)
+
+
+def test_the_first_anchor_stores_logs_and_reports_a_format_preview(lm, tok, tmp_path) -> None:
+    from evalcast.report import write_report
+    from evalcast.trackers.tensorboard import TensorBoardTracker
+    from tests.readback import tb_text
+
+    experts = _experts(tok, tmp_path)
+    tracker = TensorBoardTracker(log_dir=tmp_path / "tb", layout=False)
+    anchors = AnchorConfig(every=1, decode=DECODE, scorer={"count": NumericScorer(patterns=(r"(\d{3})",))})
+    monitor = Monitor(experts, run_dir=tmp_path / "run", anchors=anchors, forecast=None, trackers=[tracker])
+    monitor.step(lm, step=1)
+    preview = monitor.store.read_preview()
+    assert preview is not None and preview["step"] == 1
+    assert [(r["task"], r["prompt"], r["completion"], r["extracted"], r["verdict"]) for r in preview["rows"]] == [
+        ("count", "count: 1 2 3", "333333333333", "333", "correct"),
+        ("gsm", "what is 2+2?", "????", None, "no answer extracted"),
+        ("words", "name a colour", "rrrrrrrrrrrr", None, "no answer extracted")]
+    monitor.step(lm, step=2)  # later anchors leave the first preview as it was
+    assert monitor.store.read_preview()["step"] == 1
+    monitor.close()
+    texts = tb_text(tmp_path / "tb")
+    table = [text for name, values in texts.items() if "format_preview" in name for _, text in values]
+    assert len(table) == 1 and "'count: 1 2 3'" in table[0] and "no answer extracted" in table[0]
+    page = write_report(tmp_path / "run").read_text()
+    assert "Format preview (first anchor)" in page and "&#x27;333333333333&#x27;" in page

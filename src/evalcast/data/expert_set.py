@@ -83,6 +83,8 @@ class ExpertSet:
         self.fingerprint = self._cache_key(token_counts)
         cache_path = Path(cache_dir or default_cache_dir()) / f"{self.fingerprint[:24]}.npz"
         cached = TokenTable.load(cache_path)
+        if cached is not None and "format_checks" not in cached[1]:  # cached before the format checks existed
+            cached = None
         if cached is not None:
             self.table, meta = cached
             self.report.skipped = list(meta.get("skipped", [])) + self.report.skipped
@@ -124,7 +126,7 @@ class ExpertSet:
 
     def _cache_key(self, counts: np.ndarray | None) -> str:
         digest = hashlib.sha256()
-        header = {"format": 2, "tokenizer": self.tokenizer_fingerprint,
+        header = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
                   "settings": self.config.key(self.max_length)}  # this key name is hashed into every fingerprint
         digest.update(json.dumps(header, sort_keys=True).encode())
         for record in self.records:

@@ -48,6 +48,7 @@ from evalcast.monitor.probe_step import ProbeStep
 from evalcast.probe import ProbeConfig
 from evalcast.proxy.aggregate import GroupIndex, metric_name
 from evalcast.runs import Record, RunHistory, RunStore
+from evalcast.runs.preview import TABLE, record_preview
 from evalcast.stats.head import check_compatible, unwrap
 from evalcast.stats.isolation import isolated
 from evalcast.trackers.base import CompositeTracker, Tracker
@@ -256,6 +257,10 @@ class Monitor:
             probe = self.probe
             self._run_step(probe.name, evaluation, lambda: probe.run(evaluation, done, plan.anchor, history,
                                                                      self.config.save_features))
+        questions = [q for p in done for q in p.anchor_questions]
+        if plan.anchor and questions and history.store.read_preview() is None:
+            self._run_step("preview", evaluation, lambda: evaluation.tables.update(
+                {TABLE: record_preview(self.experts, questions, ctx.step, history.store)}))
         if self.forecast is not None and self.forecast.due(history):
             forecast = self.forecast
             self._run_step(forecast.name, evaluation, lambda: forecast.run(evaluation, history, self.budget))
