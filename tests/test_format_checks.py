@@ -34,9 +34,9 @@ def test_the_issues_case_raises_naming_the_row_and_separator_fix(chars, tmp_path
     text = str(info.value)
     assert "prompt separator does not survive this tokenizer" in text
     assert 'separator=""' in text
-    assert "6 token(s) in 6 sequence(s) map to the tokenizer's unknown token" in text
+    assert "6 row(s) put it between prompt and solution (6 unknown token(s) in all)" in text
     assert f"{tmp_path / 'reasoning.jsonl'}:1 (row id 'q0')" in text
-    assert "['\\n']" in text  # the unknown character is named
+    assert "map to the tokenizer's unknown token" not in text  # the separator was the only unknown text
 
 
 def test_companion_the_right_separator_builds_cleanly(chars, tmp_path, caplog) -> None:

@@ -1,4 +1,4 @@
-"""The ``evalcast`` command line: ``demo``, ``score``, ``report``, ``cache``."""
+"""The ``evalcast`` command line: ``demo``, ``score``, ``check``, ``report``, ``cache``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,28 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from evalcast.check import check_experts
+    from evalcast.cli.scorers import parse_scorers
+    from evalcast.data import PromptConfig, TokenizeConfig
+    from evalcast.generate import DecodeConfig
+
+    try:
+        scorer = parse_scorers(args.scorer)
+    except ValueError as exc:
+        print(f"evalcast check: {exc}", file=sys.stderr)
+        return 2
+    fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
+    fmt = PromptConfig(separator=args.separator.encode().decode("unicode_escape"), chat_template=args.chat_template)
+    report = check_experts(args.experts, args.model, tokenizer_dir=args.tokenizer, questions=args.questions,
+                           fields=fields, config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
+                           scorer=scorer, device=args.device,
+                           decode=DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
+                                               progress=False))
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def _report(args: argparse.Namespace) -> int:
     from evalcast.report import write_report
 
@@ -105,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu")
     score.add_argument("--on-invalid", choices=["error", "skip"], default="error")
     score.set_defaults(run=_score)
+
+    check = commands.add_parser("check", help="validate an expert file against a saved model before training")
+    check.add_argument("experts", help="expert set file (.jsonl, .json, .parquet)")
+    check.add_argument("--model", required=True, help="saved model directory (from_pretrained)")
+    check.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
+    check.add_argument("--questions", type=int, default=8, help="questions for the trial anchor (default 8)")
+    check.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
+    check.add_argument("--separator", default="\\n",
+                       help="text between prompt and solution, with escapes (default '\\n'; '' for none)")
+    check.add_argument("--chat-template", action="store_true", help="render prompts with the chat template")
+    check.add_argument("--scorer", action="append", metavar="[TASK=]SPEC", help="as for 'evalcast score'")
+    check.add_argument("--max-length", type=int, default=None)
+    check.add_argument("--max-new-tokens", type=int, default=128)
+    check.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
+    check.add_argument("--device", default="cpu")
+    check.set_defaults(run=_check)
 
     report = commands.add_parser("report", help="write a self-contained HTML report (and PNG figures) of a run")
     report.add_argument("run_dir", help="the run directory the Monitor wrote (holds history.jsonl)")

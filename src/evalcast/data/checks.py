@@ -44,13 +44,15 @@ class FormatReport:
         """The problems ``on_unknown`` governs, each with its fix."""
         out = []
         sep_fix = ("Fix: TokenizeConfig(prompt_format=PromptConfig(separator=\"\")) (or a separator the tokenizer "
-                   "knows, as the training text had it)")
+                   "knows, as the training text had it; on the command line: --separator '')")
         if self.separator_unknown and self.separator_rows:
             out.append(f"the prompt separator does not survive this tokenizer (unknown or dropped), and "
-                       f"{self.separator_rows} row(s) put it between prompt and solution: the model would see a "
+                       f"{self.separator_rows} row(s) put it between prompt and solution ({self.unknown_tokens} unknown "
+                       f"token(s) in all): the model would see a "
                        f"token there it never saw in training; first row: {self.unknown_example or self.lost_example}."
                        f" {sep_fix}")
-        if self.unknown_tokens:
+        only_separator = self.separator_unknown and self.separator_rows == self.unknown_tokens
+        if self.unknown_tokens and not only_separator:
             chars = f" (characters not in the vocabulary: {self.unknown_chars})" if self.unknown_chars else ""
             out.append(f"{self.unknown_tokens} token(s) in {self.unknown_rows} sequence(s) map to the tokenizer's "
                        f"unknown token{chars}; first: {self.unknown_example}. Fix: clean those characters from the "
