@@ -161,3 +161,27 @@ def test_the_first_anchor_stores_logs_and_reports_a_format_preview(lm, tok, tmp_
     assert len(table) == 1 and "'count: 1 2 3'" in table[0] and "no answer extracted" in table[0]
     page = write_report(tmp_path / "run").read_text()
     assert "Format preview (first anchor)" in page and "&#x27;333333333333&#x27;" in page
+
+
+def test_the_docs_example_runs_end_to_end(tok, tmp_path, monkeypatch) -> None:
+    """docs/tasks.md's scorer example, as written, on an expert file with its three tasks."""
+    import json
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    rows = [{"id": "r1", "task": "reason", "prompt": "what is 3+4?", "solution": "3+4=7. answer: 7", "answer": "7"},
+            {"id": "n1", "task": "names", "prompt": "name a prime", "solution": "final: 2", "answer": "2"},
+            {"id": "p1", "task": "physics", "prompt": "2 m + 3 m", "solution": "= 5 m", "answer": "5"}]
+    (tmp_path / "reasoning.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EVALCAST_CACHE", str(tmp_path / "cache"))
+    scope = {"tokenizer": tok}
+    exec(compile(code, "docs/tasks.md", "exec"), scope)  # noqa: S102 - the documented example itself
+    with torch.random.fork_rng():
+        model = tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, seed=0)
+    scope["monitor"].step(model, step=1)
+    anchor = scope["monitor"].history()[0].anchor
+    assert anchor is not None and set(anchor.per_question) == {"r1", "n1", "p1"}
+    assert (tmp_path / "run" / "format_preview.json").is_file()
