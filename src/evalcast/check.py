@@ -134,7 +134,8 @@ def _self_check(experts: ExpertSet, scorer: ScorerSpec | None, report: CheckRepo
     choose = ScorerChoice(scorer, code=CodeExecutionScorer())
     missing = [r for r in experts.records if r.answer is None and "test" not in r.meta]
     if missing:
-        report.add("error", f"{len(missing)} row(s) have no reference answer (first: {missing[0].source or missing[0].id}"
+        first = missing[0].source or missing[0].id
+        report.add("error", f"{len(missing)} row(s) have no reference answer (first: {first}"
                             "): every completion is scored wrong. Fix: give an 'answer' field, or end solutions with "
                             "'#### <answer>'")
     results = [(r, choose(r).score(r, r.solution)) for r in experts.records

@@ -48,7 +48,7 @@ def _score(args: argparse.Namespace) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
-                                  config=TokenizeConfig(max_length=args.max_length))
+                                  config=TokenizeConfig(max_length=args.max_length), evaluation=args.evaluation or ())
     decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                           batch_size=args.batch_size, progress=False)
     monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--run-dir", default="evalcast_scores", help="run directory (default: ./evalcast_scores)")
     score.add_argument("--tokenizer", help="tokenizer directory (default: the first checkpoint's)")
     score.add_argument("--generate", action="store_true", help="also run the generative evaluation (pass@1)")
+    score.add_argument("--evaluation", help="evaluation questions (prompt + answer per row) that --generate runs on "
+                                            "instead of the expert rows")
     score.add_argument("--questions", type=int, default=256, help="questions for --generate (default 256)")
     score.add_argument("--max-new-tokens", type=int, default=256)
     score.add_argument("--scorer", action="append", metavar="[TASK=]SPEC",

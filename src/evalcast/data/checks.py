@@ -47,8 +47,8 @@ class FormatReport:
                    "knows, as the training text had it; on the command line: --separator '')")
         if self.separator_unknown and self.separator_rows:
             out.append(f"the prompt separator does not survive this tokenizer (unknown or dropped), and "
-                       f"{self.separator_rows} row(s) put it between prompt and solution ({self.unknown_tokens} unknown "
-                       f"token(s) in all): the model would see a "
+                       f"{self.separator_rows} row(s) put it between prompt and solution "
+                       f"({self.unknown_tokens} unknown token(s) in all): the model would see a "
                        f"token there it never saw in training; first row: {self.unknown_example or self.lost_example}."
                        f" {sep_fix}")
         only_separator = self.separator_unknown and self.separator_rows == self.unknown_tokens

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from evalcast.data.batching import BatchPlan, plan_batches
 from evalcast.data.checks import FormatChecker, FormatReport, OnUnknown, apply_format_report
 from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadReport, OnInvalid, load_records
-from evalcast.data.table import EXPERT, NEGATIVE, TokenTable
+from evalcast.data.evaluation import as_evaluation, load_evaluation
+from evalcast.data.table import EVAL, EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import (
     OverlongError,
     TokenizeConfig,
@@ -63,17 +64,29 @@ class ExpertSet:
     solutions themselves; pass counts from a training-corpus sample when you have one). Text the tokenizer
     cannot represent (unknown tokens, characters lost through decode, a separator it lacks) raises
     :class:`ExpertSetError` naming a row and the fix, or only logs with ``on_unknown="warn"``.
+
+    ``evaluation``: separate evaluation questions (records, or a file of prompt + answer rows, see
+    :func:`~evalcast.data.evaluation.load_evaluation`); when given, anchors, the probe and the forecasts'
+    target use them instead of the expert rows, and the proxies still come from the expert solutions.
     """
 
     def __init__(self, records: Sequence[ExpertRecord], tokenizer: Any, *,
                  config: TokenizeConfig = TokenizeConfig(), token_counts: np.ndarray | None = None,
                  cache_dir: str | Path | None = None, on_invalid: OnInvalid = "error", progress: bool = True,
-                 report: BuildReport | None = None, on_unknown: OnUnknown = "error") -> None:
+                 report: BuildReport | None = None, on_unknown: OnUnknown = "error",
+                 evaluation: Sequence[ExpertRecord] | str | Path = ()) -> None:
         if on_unknown not in ("error", "warn"):
             raise ValueError(f"on_unknown={on_unknown!r}: use 'error' or 'warn'")
         if not records:
             raise ExpertSetError("an expert set needs at least one row")
-        self.records = list(records)
+        questions = load_evaluation(evaluation) if isinstance(evaluation, (str, Path)) else as_evaluation(evaluation)
+        unknown = sorted({q.task for q in questions} - {r.task for r in records})
+        if unknown:
+            raise ExpertSetError(f"evaluation questions of task(s) {unknown} have no expert rows (tasks: "
+                                 f"{sorted({r.task for r in records})})", source="evaluation",
+                                 hint="Forecasts need the proxies of the same task; name the tasks alike.")
+        self.n_evaluation = len(questions)
+        self.records = list(records) + questions
         self.tokenizer = tokenizer
         self.config = config
         self.max_length = resolve_max_length(tokenizer, config)
@@ -126,8 +139,10 @@ class ExpertSet:
 
     def _cache_key(self, counts: np.ndarray | None) -> str:
         digest = hashlib.sha256()
-        header = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
-                  "settings": self.config.key(self.max_length)}  # this key name is hashed into every fingerprint
+        header: dict[str, Any] = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
+                                  "settings": self.config.key(self.max_length)}  # hashed into every fingerprint
+        if self.n_evaluation:
+            header["evaluation"] = self.n_evaluation
         digest.update(json.dumps(header, sort_keys=True).encode())
         for record in self.records:
             digest.update(json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False).encode())
@@ -144,8 +159,9 @@ class ExpertSet:
         categories: list[str] = []
         for r, record in enumerate(tqdm(self.records, desc="evalcast: tokenizing expert set", disable=not progress,
                                         leave=False)):
-            texts = [(record.solution, record.answer, EXPERT, "")]
-            texts += [(neg.text, None, NEGATIVE, neg.category) for neg in record.negatives]
+            evaluation = r >= len(self.records) - self.n_evaluation
+            texts = [(record.solution, record.answer, EVAL if evaluation else EXPERT, "")]
+            texts += [(neg.text, None, NEGATIVE, neg.category) for neg in record.negatives if not evaluation]
             for text, answer, kind, category in texts:
                 reason = f"longer than max_length={self.max_length} tokens (overlong='skip')"
                 try:
@@ -154,12 +170,13 @@ class ExpertSet:
                 except (OverlongError, ValueError) as exc:
                     if on_invalid == "error":
                         raise ExpertSetError(f"row {record.id!r}: {exc}", source=f"expert set row {r + 1}",
-                                             field_name="negatives" if kind else "solution",
+                                             field_name="negatives" if kind == NEGATIVE else "solution",
                                              hint="Set on_invalid='skip' to drop such rows.") from None
                     tokenized, reason = None, str(exc)
                 if tokenized is None:
-                    self.report.skipped.append(f"row {record.id!r}: {'negative' if kind else 'solution'}: {reason}")
-                    if kind == EXPERT:
+                    what = "negative" if kind == NEGATIVE else "solution"
+                    self.report.skipped.append(f"row {record.id!r}: {what}: {reason}")
+                    if kind != NEGATIVE:
                         break
                     continue
                 checker.check(record, r, text, tokenized.ids, tokenized.truncated)
@@ -202,6 +219,11 @@ class ExpertSet:
     @property
     def tasks(self) -> list[str]:
         return sorted({r.task for r in self.records})
+
+    @property
+    def question_kind(self) -> int:
+        """The table kind of the anchor questions: EVAL when evaluation questions were given, else EXPERT."""
+        return EVAL if self.n_evaluation and bool((self.table.kind == EVAL).any()) else EXPERT
 
     @property
     def n_expert(self) -> int:

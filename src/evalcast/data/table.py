@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 CACHE_FORMAT = 1
-EXPERT, NEGATIVE = 0, 1
+EXPERT, NEGATIVE, EVAL = 0, 1, 2
 
 
 @dataclass
@@ -26,7 +26,8 @@ class TokenTable:
 
     ids: all token ids, sequence after sequence; seq_offsets: ``[n_seq + 1]`` starts in ``ids``;
     solution_start: index, within its sequence, of the first scored token; record_index: the
-    :class:`~evalcast.data.records.ExpertRecord` a sequence comes from; kind: EXPERT or NEGATIVE;
+    :class:`~evalcast.data.records.ExpertRecord` a sequence comes from; kind: EXPERT, NEGATIVE or EVAL
+    (an evaluation question, its answer scored after the prompt);
     category: a negative's flaw category ('' for experts); n_bytes: UTF-8 bytes of the scored text;
     weights: name -> one value per scored token, in sequence order.
     """

@@ -18,7 +18,6 @@ from torch import nn
 
 from evalcast.data.expert_set import ExpertSet
 from evalcast.data.records import ExpertRecord
-from evalcast.data.table import EXPERT
 from evalcast.generate import DecodeConfig, QuestionResult, ScorerSpec, check_scorer_spec, evaluate_generative
 from evalcast.runs.record import Record
 from evalcast.validation import above, at_least, check_config, each
@@ -64,9 +63,10 @@ def anchor_due(config: AnchorConfig, step: int, history: Sequence[Record]) -> bo
 
 
 def anchor_questions(experts: ExpertSet, limit: int) -> np.ndarray:
-    """Table rows of the anchor questions: up to ``limit`` expert sequences, spread over tasks by share."""
+    """Table rows of the anchor questions: up to ``limit`` expert sequences (the evaluation questions when the
+    set has them), spread over tasks by share."""
     table = experts.table
-    rows = np.flatnonzero(table.kind == EXPERT)
+    rows = np.flatnonzero(table.kind == experts.question_kind)
     tasks = np.array([experts.records[table.record_index[i]].task for i in rows])
     keys = np.array([hashlib.blake2b(experts.records[table.record_index[i]].id.encode(), digest_size=8).hexdigest()
                      for i in rows])

@@ -316,6 +316,7 @@ class Monitor:
                 "tokens_scored": int(table.scored_lengths[table.kind == EXPERT].sum()),
                 "weightings": self.experts.weighting_names, "stats": list(self.config.stats.names),
                 "anchor_questions": None if self.probe is None else self.probe.live.ids,
+                "evaluation_questions": self.experts.n_evaluation,
                 "host": socket.gethostname(), "created": time.time(), "torch": torch.__version__}
 
     def close(self) -> None:
