@@ -52,3 +52,19 @@ def test_check_passes_with_the_right_separator_and_scorer(saved, capsys, monkeyp
     assert "sequence length (tokens" in out and "#" in out
     assert "anchor on 8 question(s)" in out
     assert "ERROR" not in out
+
+
+def test_score_cli_takes_a_scorer_and_a_separator(saved, capsys, monkeypatch, tmp_path) -> None:
+    import shutil
+
+    monkeypatch.setenv("EVALCAST_CACHE", str(saved / "cache"))
+    checkpoint = tmp_path / "checkpoint-5"
+    shutil.copytree(saved / "model", checkpoint)
+    args = ["score", str(checkpoint), "--experts", str(saved / "reasoning.jsonl"), "--generate", "--questions", "3",
+            "--max-new-tokens", "4", "--separator", "", "--run-dir", str(tmp_path / "run")]
+    assert main([*args, "--scorer", "reasoning=numeric:answer: (\\d+)"]) == 0
+    assert "step        5  ok" in capsys.readouterr().out
+    preview = json.loads((tmp_path / "run" / "format_preview.json").read_text())
+    assert [r["prompt"] for r in preview["rows"]][0].startswith("what is") and len(preview["rows"]) == 3
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['nosuchtask'\]"):
+        main([*args[:-1], str(tmp_path / "run2"), "--scorer", "nosuchtask=numeric"])

@@ -35,9 +35,9 @@ def _cache(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from evalcast.data import ExpertSet, TokenizeConfig
-    from evalcast.generate import DecodeConfig
     from evalcast.cli.scorers import parse_scorers
+    from evalcast.data import ExpertSet, PromptConfig, TokenizeConfig
+    from evalcast.generate import DecodeConfig
     from evalcast.offline import score_checkpoints
 
     try:
@@ -47,8 +47,10 @@ def _score(args: argparse.Namespace) -> int:
         return 2
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
+    fmt = PromptConfig(separator=_unescape(args.separator))
     experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
-                                  config=TokenizeConfig(max_length=args.max_length), evaluation=args.evaluation or ())
+                                  config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
+                                  evaluation=args.evaluation or ())
     decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                           batch_size=args.batch_size, progress=False)
     monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
@@ -74,7 +76,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"evalcast check: {exc}", file=sys.stderr)
         return 2
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
-    fmt = PromptConfig(separator=args.separator.encode().decode("unicode_escape"), chat_template=args.chat_template)
+    fmt = PromptConfig(separator=_unescape(args.separator), chat_template=args.chat_template)
     report = check_experts(args.experts, args.model, tokenizer_dir=args.tokenizer, questions=args.questions,
                            fields=fields, config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
                            scorer=scorer, device=args.device,
@@ -82,6 +84,11 @@ def _check(args: argparse.Namespace) -> int:
                                                progress=False))
     print(report.render())
     return 0 if report.ok else 1
+
+
+def _unescape(text: str) -> str:
+    """A separator given with escapes on the command line (``\\n`` is a newline)."""
+    return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -125,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "else GSM8K '#### answer')")
     score.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
     score.add_argument("--batch-size", type=int, default=16, help="generation batch size")
+    score.add_argument("--separator", default="\\n",
+                       help="text between prompt and solution, with escapes (default '\\n'; '' for none)")
     score.add_argument("--max-length", type=int, default=None)
     score.add_argument("--device", default="cpu")
     score.add_argument("--on-invalid", choices=["error", "skip"], default="error")
