@@ -16,7 +16,7 @@ import pytest
 LAYERS: tuple[set[str], ...] = (
     {"cli"},
     {"demo"},
-    {"offline", "callbacks"},
+    {"offline", "callbacks", "check"},
     {"monitor", "report"},
     {"alerts", "probe"},
     {"runs", "trackers", "generate", "pairs", "tasks", "toy"},

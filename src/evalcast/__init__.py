@@ -27,6 +27,9 @@ _EXPORTS = {
     "DecodeConfig": "evalcast.generate", "ProbeConfig": "evalcast.probe", "NetConfig": "evalcast.probe",
     "ForecastConfig": "evalcast.forecast.config", "GateConfig": "evalcast.forecast.config",
     "ClusterConfig": "evalcast.forecast.config",
+    # scorers (AnchorConfig(scorer=...))
+    "Scorer": "evalcast.generate", "ScoreResult": "evalcast.generate", "ExactMatchScorer": "evalcast.generate",
+    "NumericScorer": "evalcast.generate", "CodeExecutionScorer": "evalcast.generate",
     # alerts
     "Alert": "evalcast.alerts", "TargetReached": "evalcast.alerts", "ForecastPlateau": "evalcast.alerts",
     "ProxyPlateau": "evalcast.alerts", "Regression": "evalcast.alerts", "DomainRegression": "evalcast.alerts",

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from evalcast.data.expert_set import ExpertSet
-from evalcast.generate import DecodeConfig
+from evalcast.generate import DecodeConfig, ScorerSpec
 from evalcast.monitor import AnchorConfig, Budget, Monitor, MonitorConfig, TrainingContext
 
 
@@ -51,15 +51,19 @@ def read_checkpoint(path: str | Path) -> SavedCheckpoint:
 def score_checkpoints(checkpoints: Sequence[str | Path], experts: ExpertSet, run_dir: str | Path, *,
                       generate: bool = False, questions: int = 256, decode: DecodeConfig | None = None,
                       device: str = "cpu", dtype: torch.dtype | None = None,
-                      config: MonitorConfig = MonitorConfig(), progress: bool = True) -> Monitor:
-    """Evaluate every checkpoint (by increasing step) into ``run_dir``; returns the monitor."""
+                      config: MonitorConfig = MonitorConfig(), progress: bool = True,
+                      scorer: ScorerSpec | None = None) -> Monitor:
+    """Evaluate every checkpoint (by increasing step) into ``run_dir``; returns the monitor.
+
+    ``scorer`` judges the generated completions (as ``AnchorConfig.scorer``)."""
     from transformers import AutoModelForCausalLM
 
     saved = sorted((read_checkpoint(c) for c in checkpoints), key=lambda c: c.step)
     steps = [c.step for c in saved]
     if len(set(steps)) != len(steps):
         raise ValueError(f"two checkpoints share a step: {steps}")
-    anchors = AnchorConfig(every=1, questions=questions, decode=decode or DecodeConfig(progress=False)) \
+    anchors = AnchorConfig(every=1, questions=questions, decode=decode or DecodeConfig(progress=False),
+                           scorer=scorer) \
         if generate else None
     monitor = Monitor(experts, run_dir=run_dir, config=config, anchors=anchors,
                       budget=Budget(max_steps=max((c.max_steps or 0) for c in saved) or None))

@@ -1,4 +1,4 @@
-"""The ``evalcast`` command line: ``demo``, ``score``, ``report``, ``cache``."""
+"""The ``evalcast`` command line: ``demo``, ``score``, ``check``, ``report``, ``cache``."""
 
 from __future__ import annotations
 
@@ -35,18 +35,26 @@ def _cache(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from evalcast.data import ExpertSet, TokenizeConfig
+    from evalcast.cli.scorers import parse_scorers
+    from evalcast.data import ExpertSet, PromptConfig, TokenizeConfig
     from evalcast.generate import DecodeConfig
     from evalcast.offline import score_checkpoints
 
+    try:
+        scorer = parse_scorers(args.scorer)
+    except ValueError as exc:
+        print(f"evalcast score: {exc}", file=sys.stderr)
+        return 2
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
     fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
+    fmt = PromptConfig(separator=_unescape(args.separator))
     experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
-                                  config=TokenizeConfig(max_length=args.max_length))
+                                  config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
+                                  evaluation=args.evaluation or ())
     decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                           batch_size=args.batch_size, progress=False)
     monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
-                                questions=args.questions, decode=decode, device=args.device)
+                                questions=args.questions, decode=decode, device=args.device, scorer=scorer)
     for record in monitor.history():
         line = f"step {record.step:>8}  {record.status:<7}  nll {record.value('all', 'nll'):.4f}"
         if record.has("all", "pass@1_anchor"):
@@ -54,6 +62,33 @@ def _score(args: argparse.Namespace) -> int:
         print(line)
     print(f"run directory: {monitor.run_dir}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from evalcast.check import check_experts
+    from evalcast.cli.scorers import parse_scorers
+    from evalcast.data import PromptConfig, TokenizeConfig
+    from evalcast.generate import DecodeConfig
+
+    try:
+        scorer = parse_scorers(args.scorer)
+    except ValueError as exc:
+        print(f"evalcast check: {exc}", file=sys.stderr)
+        return 2
+    fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
+    fmt = PromptConfig(separator=_unescape(args.separator), chat_template=args.chat_template)
+    report = check_experts(args.experts, args.model, tokenizer_dir=args.tokenizer, questions=args.questions,
+                           fields=fields, config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
+                           scorer=scorer, device=args.device,
+                           decode=DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
+                                               progress=False))
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _unescape(text: str) -> str:
+    """A separator given with escapes on the command line (``\\n`` is a newline)."""
+    return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -86,14 +121,39 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--run-dir", default="evalcast_scores", help="run directory (default: ./evalcast_scores)")
     score.add_argument("--tokenizer", help="tokenizer directory (default: the first checkpoint's)")
     score.add_argument("--generate", action="store_true", help="also run the generative evaluation (pass@1)")
+    score.add_argument("--evaluation", help="evaluation questions (prompt + answer per row) that --generate runs on "
+                                            "instead of the expert rows")
     score.add_argument("--questions", type=int, default=256, help="questions for --generate (default 256)")
     score.add_argument("--max-new-tokens", type=int, default=256)
+    score.add_argument("--scorer", action="append", metavar="[TASK=]SPEC",
+                       help="how --generate judges completions: exact, exact:REGEX, numeric, numeric:REGEX, code, "
+                            "MODULE:NAME or FILE.py:NAME (a Scorer or a function (record, completion) -> bool); "
+                            "TASK=SPEC per task, repeatable (default: code tests, else the row's answer_pattern, "
+                            "else GSM8K '#### answer')")
     score.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
     score.add_argument("--batch-size", type=int, default=16, help="generation batch size")
+    score.add_argument("--separator", default="\\n",
+                       help="text between prompt and solution, with escapes (default '\\n'; '' for none)")
     score.add_argument("--max-length", type=int, default=None)
     score.add_argument("--device", default="cpu")
     score.add_argument("--on-invalid", choices=["error", "skip"], default="error")
     score.set_defaults(run=_score)
+
+    check = commands.add_parser("check", help="validate an expert file against a saved model before training")
+    check.add_argument("experts", help="expert set file (.jsonl, .json, .parquet)")
+    check.add_argument("--model", required=True, help="saved model directory (from_pretrained)")
+    check.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
+    check.add_argument("--questions", type=int, default=8, help="questions for the trial anchor (default 8)")
+    check.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
+    check.add_argument("--separator", default="\\n",
+                       help="text between prompt and solution, with escapes (default '\\n'; '' for none)")
+    check.add_argument("--chat-template", action="store_true", help="render prompts with the chat template")
+    check.add_argument("--scorer", action="append", metavar="[TASK=]SPEC", help="as for 'evalcast score'")
+    check.add_argument("--max-length", type=int, default=None)
+    check.add_argument("--max-new-tokens", type=int, default=128)
+    check.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
+    check.add_argument("--device", default="cpu")
+    check.set_defaults(run=_check)
 
     report = commands.add_parser("report", help="write a self-contained HTML report (and PNG figures) of a run")
     report.add_argument("run_dir", help="the run directory the Monitor wrote (holds history.jsonl)")

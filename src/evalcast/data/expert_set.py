@@ -15,8 +15,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evalcast.data.batching import BatchPlan, plan_batches
+from evalcast.data.checks import FormatChecker, FormatReport, OnUnknown, apply_format_report
+from evalcast.data.evaluation import as_evaluation, load_evaluation
 from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadReport, OnInvalid, load_records
-from evalcast.data.table import CHOICE, EXPERT, NEGATIVE, TokenTable
+from evalcast.data.table import CHOICE, EVAL, EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import (
     OverlongError,
     TokenizeConfig,
@@ -44,10 +46,13 @@ class BuildReport:
     truncated: int = 0
     negatives: int = 0
     from_cache: bool = False
+    format: FormatReport = field(default_factory=FormatReport)
+    """Unknown tokens, lost characters and prompt-boundary mismatches found while tokenizing."""
 
     def summary(self) -> str:
         return (f"{self.rows} rows, {len(self.skipped)} skipped, {self.truncated} truncated, "
-                f"{self.negatives} negatives{' (cache)' if self.from_cache else ''}")
+                f"{self.negatives} negatives, {self.format.unknown_tokens} unknown tokens"
+                f"{' (cache)' if self.from_cache else ''}")
 
 
 class ExpertSet:
@@ -56,16 +61,32 @@ class ExpertSet:
     Rows are tokenized with ``tokenizer`` once; token ids, prompt/solution split and frozen per-token
     weights are cached under ``cache_dir`` keyed by (rows, tokenizer fingerprint, ``config``).
     ``token_counts`` is the unigram table behind the rarity weightings (default: counts over the expert
-    solutions themselves; pass counts from a training-corpus sample when you have one).
+    solutions themselves; pass counts from a training-corpus sample when you have one). Text the tokenizer
+    cannot represent (unknown tokens, characters lost through decode, a separator it lacks) raises
+    :class:`ExpertSetError` naming a row and the fix, or only logs with ``on_unknown="warn"``.
+
+    ``evaluation``: separate evaluation questions (records, or a file of prompt + answer rows, see
+    :func:`~evalcast.data.evaluation.load_evaluation`); when given, anchors, the probe and the forecasts'
+    target use them instead of the expert rows, and the proxies still come from the expert solutions.
     """
 
     def __init__(self, records: Sequence[ExpertRecord], tokenizer: Any, *,
                  config: TokenizeConfig = TokenizeConfig(), token_counts: np.ndarray | None = None,
                  cache_dir: str | Path | None = None, on_invalid: OnInvalid = "error", progress: bool = True,
-                 report: BuildReport | None = None) -> None:
+                 report: BuildReport | None = None, on_unknown: OnUnknown = "error",
+                 evaluation: Sequence[ExpertRecord] | str | Path = ()) -> None:
+        if on_unknown not in ("error", "warn"):
+            raise ValueError(f"on_unknown={on_unknown!r}: use 'error' or 'warn'")
         if not records:
             raise ExpertSetError("an expert set needs at least one row")
-        self.records = list(records)
+        questions = load_evaluation(evaluation) if isinstance(evaluation, (str, Path)) else as_evaluation(evaluation)
+        unknown = sorted({q.task for q in questions} - {r.task for r in records})
+        if unknown:
+            raise ExpertSetError(f"evaluation questions of task(s) {unknown} have no expert rows (tasks: "
+                                 f"{sorted({r.task for r in records})})", source="evaluation",
+                                 hint="Forecasts need the proxies of the same task; name the tasks alike.")
+        self.n_evaluation = len(questions)
+        self.records = list(records) + questions
         self.tokenizer = tokenizer
         self.config = config
         self.max_length = resolve_max_length(tokenizer, config)
@@ -75,13 +96,17 @@ class ExpertSet:
         self.fingerprint = self._cache_key(token_counts)
         cache_path = Path(cache_dir or default_cache_dir()) / f"{self.fingerprint[:24]}.npz"
         cached = TokenTable.load(cache_path)
+        if cached is not None and "format_checks" not in cached[1]:  # cached before the format checks existed
+            cached = None
         if cached is not None:
             self.table, meta = cached
             self.report.skipped = list(meta.get("skipped", [])) + self.report.skipped
             self.report.from_cache = True
+            self.report.format = apply_format_report(FormatReport.from_dict(meta.get("format_checks", {})), on_unknown)
         else:
-            self.table = self._build(token_counts, on_invalid, progress)
-            self.table.save(cache_path, {"skipped": self.report.skipped[-1000:]})
+            self.table = self._build(token_counts, on_invalid, progress, on_unknown)
+            self.table.save(cache_path, {"skipped": self.report.skipped[-1000:],
+                                         "format_checks": self.report.format.to_dict()})
         self.cache_path = cache_path
         self.report.truncated = int(self.table.truncated.sum())
         self.report.negatives = int((self.table.kind == NEGATIVE).sum())
@@ -114,10 +139,12 @@ class ExpertSet:
 
     def _cache_key(self, counts: np.ndarray | None) -> str:
         digest = hashlib.sha256()
-        header = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
-                  "settings": self.config.key(self.max_length)}  # this key name is hashed into every fingerprint
+        header: dict[str, Any] = {"format": 1, "tokenizer": self.tokenizer_fingerprint,
+                                  "settings": self.config.key(self.max_length)}  # hashed into every fingerprint
         if any(record.is_choice for record in self.records):
             header["choice_delimiter"] = self.config.choice_delimiter
+        if self.n_evaluation:
+            header["evaluation"] = self.n_evaluation
         digest.update(json.dumps(header, sort_keys=True).encode())
         for record in self.records:
             digest.update(json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False).encode())
@@ -125,7 +152,9 @@ class ExpertSet:
             digest.update(np.ascontiguousarray(counts, dtype=np.float64).tobytes())
         return digest.hexdigest()
 
-    def _build(self, counts: np.ndarray | None, on_invalid: OnInvalid, progress: bool) -> TokenTable:
+    def _build(self, counts: np.ndarray | None, on_invalid: OnInvalid, progress: bool,
+               on_unknown: OnUnknown) -> TokenTable:
+        checker = FormatChecker(self.tokenizer, self.config)
         seqs: list[Tokenized] = []
         record_index: list[int] = []
         kinds: list[int] = []
@@ -133,9 +162,10 @@ class ExpertSet:
         choice: list[int] = []
         for r, record in enumerate(tqdm(self.records, desc="evalcast: tokenizing expert set", disable=not progress,
                                         leave=False)):
-            row: list[tuple[Tokenized, int, str, int]] = []
-            for text, answer, kind, category, k in _sequences(record, self.config.choice_delimiter):
-                what = {EXPERT: "solution", NEGATIVE: "negative", CHOICE: f"choice {k}"}[kind]
+            evaluation = r >= len(self.records) - self.n_evaluation
+            row: list[tuple[Tokenized, int, str, int, str]] = []
+            for text, answer, kind, category, k in _sequences(record, self.config.choice_delimiter, evaluation):
+                what = {EXPERT: "solution", NEGATIVE: "negative", CHOICE: f"choice {k}", EVAL: "answer"}[kind]
                 reason = f"longer than max_length={self.max_length} tokens (overlong='skip')"
                 try:
                     tokenized = tokenize_pair(self.tokenizer, record.prompt, text, answer,
@@ -153,8 +183,9 @@ class ExpertSet:
                         continue
                     row = []  # without its solution (or any of its choices) a row is not scored
                     break
-                row.append((tokenized, kind, category, k))
-            for tokenized, kind, category, k in row:
+                row.append((tokenized, kind, category, k, text))
+            for tokenized, kind, category, k, text in row:
+                checker.check(record, r, text, tokenized.ids, tokenized.truncated)
                 seqs.append(tokenized)
                 record_index.append(r)
                 kinds.append(kind)
@@ -162,6 +193,7 @@ class ExpertSet:
                 choice.append(k)
         if not any(k == EXPERT for k in kinds):
             raise ExpertSetError("no row survived tokenization", hint=f"{len(self.report.skipped)} skipped.")
+        self.report.format = checker.finish(on_unknown)
         return self._assemble(seqs, record_index, kinds, categories, choice, counts)
 
     @property
@@ -207,6 +239,11 @@ class ExpertSet:
         return sorted({r.task for r in self.records})
 
     @property
+    def question_kind(self) -> int:
+        """The table kind of the anchor questions: EVAL when evaluation questions were given, else EXPERT."""
+        return EVAL if self.n_evaluation and bool((self.table.kind == EVAL).any()) else EXPERT
+
+    @property
     def n_expert(self) -> int:
         return int((self.table.kind == EXPERT).sum())
 
@@ -228,11 +265,14 @@ class ExpertSet:
                 f"max_length={self.max_length}, fingerprint={self.fingerprint[:12]})")
 
 
-_FIELD_OF = {EXPERT: "solution", NEGATIVE: "negatives", CHOICE: "choices"}
+_FIELD_OF = {EXPERT: "solution", NEGATIVE: "negatives", CHOICE: "choices", EVAL: "answer"}
 
 
-def _sequences(record: ExpertRecord, delimiter: str) -> list[tuple[str, str | None, int, str, int]]:
+def _sequences(record: ExpertRecord, delimiter: str,
+               evaluation: bool) -> list[tuple[str, str | None, int, str, int]]:
     """(text, answer, kind, category, choice index) of every sequence a row contributes."""
+    if evaluation:
+        return [(record.solution, record.answer, EVAL, "", -1)]
     if record.is_choice:
         return [(delimiter + text, text if k == record.gold else None, EXPERT if k == record.gold else CHOICE, "", k)
                 for k, text in enumerate(record.choices)]

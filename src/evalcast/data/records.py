@@ -27,6 +27,10 @@ OnInvalid = Literal["error", "skip"]
 #: Final-answer convention of GSM8K-style solutions: ``... #### 42``.
 GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
 
+#: ``meta`` key of a row's own answer regex (group 1, or the whole match, is the answer); the default and
+#: the exact-match / numeric scorers read the row's answer with it.
+ROW_PATTERN = "answer_pattern"
+
 FIELDS = ("prompt", "solution", "answer", "task", "domain", "id", "negatives", "weight", "meta", "choices", "gold")
 
 
@@ -74,6 +78,8 @@ class ExpertRecord:
     meta: Mapping[str, Any] = field(default_factory=dict)
     choices: tuple[str, ...] = ()
     gold: int | None = None
+    source: str = field(default="", compare=False)
+    """Where the row was read (``file:line``), for messages; not part of the row's content."""
 
     def __post_init__(self) -> None:
         if self.choices or self.gold is not None:
@@ -204,9 +210,23 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
     meta = row.get(fields.meta) or {}
     if not isinstance(meta, Mapping):
         raise err("meta", f"must be an object, got {type(meta).__name__}")
+    _check_row_pattern(meta.get(ROW_PATTERN), err)
     return ExpertRecord(prompt=texts["prompt"], solution=texts["solution"], answer=answer, task=task,
                         domain=domain, id=record_id, negatives=_negatives(row.get(fields.negatives), err),
-                        weight=float(weight), meta=dict(meta), choices=choices, gold=gold)
+                        weight=float(weight), meta=dict(meta), choices=choices, gold=gold,
+                        source=f"{source}:{line}")
+
+
+def _check_row_pattern(pattern: Any, err: Any) -> None:
+    if pattern is None:
+        return
+    if not isinstance(pattern, str) or not pattern:
+        raise err("meta", f"meta['{ROW_PATTERN}'] must be a non-empty regex string, got {pattern!r}")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise err("meta", f"meta['{ROW_PATTERN}']={pattern!r} is not a valid regex: {exc}",
+                  "Its group 1 (or the whole match) is the answer, e.g. 'Answer: (\\S+)'.") from None
 
 
 def _optional_str(row: Mapping[str, Any], key: str, err: Any, name: str) -> str | None:

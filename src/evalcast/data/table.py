@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 CACHE_FORMAT = 2
-EXPERT, NEGATIVE, CHOICE = 0, 1, 2
+EXPERT, NEGATIVE, CHOICE, EVAL = 0, 1, 2, 3
 
 
 @dataclass
@@ -26,8 +26,9 @@ class TokenTable:
 
     ids: all token ids, sequence after sequence; seq_offsets: ``[n_seq + 1]`` starts in ``ids``;
     solution_start: index, within its sequence, of the first scored token; record_index: the
-    :class:`~evalcast.data.records.ExpertRecord` a sequence comes from; kind: EXPERT, NEGATIVE or CHOICE
-    (a wrong choice of a multiple-choice row; its correct choice is the row's EXPERT sequence);
+    :class:`~evalcast.data.records.ExpertRecord` a sequence comes from; kind: EXPERT, NEGATIVE, CHOICE
+    (a wrong choice of a multiple-choice row; its correct choice is the row's EXPERT sequence) or EVAL
+    (an evaluation question, its answer scored after the prompt);
     category: a negative's flaw category ('' for experts); n_bytes: UTF-8 bytes of the scored text;
     choice: index of the choice a sequence continues with (-1 outside multiple-choice rows);
     weights: name -> one value per scored token, in sequence order.

@@ -29,9 +29,17 @@ from evalcast.generate.scorers import (
     normalize_answer,
     parse_number,
 )
+from evalcast.generate.select import (
+    CallableScorer,
+    ScorerSpec,
+    as_scorer,
+    check_scorer_spec,
+    check_scorer_tasks,
+)
 
 __all__ = [
     "GSM8K_PATTERN",
+    "CallableScorer",
     "CodeExecutionScorer",
     "DecodeConfig",
     "ExactMatchScorer",
@@ -44,7 +52,11 @@ __all__ = [
     "SandboxResult",
     "ScoreResult",
     "Scorer",
+    "ScorerSpec",
     "TaskSummary",
+    "as_scorer",
+    "check_scorer_spec",
+    "check_scorer_tasks",
     "encode_prompt",
     "evaluate_generative",
     "extract_answer",

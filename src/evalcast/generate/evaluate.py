@@ -19,7 +19,8 @@ from evalcast.data.records import ExpertRecord
 from evalcast.generate.decode import DecodeConfig, generate_completions
 from evalcast.generate.passk import pass_at_k
 from evalcast.generate.sandbox import SandboxConfig
-from evalcast.generate.scorers import CodeExecutionScorer, ExactMatchScorer, Scorer, ScoreResult, is_code_record
+from evalcast.generate.scorers import CodeExecutionScorer, Scorer, ScoreResult
+from evalcast.generate.select import ScorerChoice, ScorerSpec
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,15 @@ def summarize_tasks(questions: Iterable[QuestionResult], ks: Sequence[int] = (1,
 
 
 def evaluate_generative(model: Any, tokenizer: Any, records: Sequence[ExpertRecord], *,
-                        config: DecodeConfig = DecodeConfig(), scorer: Scorer | None = None,
+                        config: DecodeConfig = DecodeConfig(), scorer: ScorerSpec | None = None,
                         sandbox: SandboxConfig | None = None) -> GenerativeResult:
     """Generate ``config.n`` completions per record and score them.
 
-    Without ``scorer``, records with ``meta["test"]``/``meta["entry_point"]`` run in the code sandbox
-    (``sandbox`` limits) and the rest get exact match on ``record.answer``. The model's train/eval
-    modes and the caller's RNG streams are left as they were.
+    ``scorer`` is a scorer, a callable ``(record, completion) -> bool | ScoreResult`` or a mapping task ->
+    scorer (see :mod:`evalcast.generate.select`); records it does not cover get the default: the code
+    sandbox (``sandbox`` limits) for records with ``meta["test"]``/``meta["entry_point"]``, else exact
+    match on ``record.answer``. The model's train/eval modes and the caller's RNG streams are left as
+    they were.
     """
     if not records:
         raise ValueError("evaluate_generative needs at least one record")
@@ -125,12 +128,12 @@ def evaluate_generative(model: Any, tokenizer: Any, records: Sequence[ExpertReco
     generations = generate_completions(model, tokenizer, prompts, config)
     generated = time.perf_counter()
 
-    exact = ExactMatchScorer()
-    code = CodeExecutionScorer(sandbox or SandboxConfig(), include_prompt=not config.prompt_format.chat_template,
-                               prompt_format=config.prompt_format)
+    choose = ScorerChoice(scorer, code=CodeExecutionScorer(
+        sandbox or SandboxConfig(), include_prompt=not config.prompt_format.chat_template,
+        prompt_format=config.prompt_format))
     groups: dict[int, tuple[Scorer, list[tuple[int, int]]]] = {}
     for q, record in enumerate(records):
-        chosen = scorer or (code if is_code_record(record) else exact)
+        chosen = choose(record)
         groups.setdefault(id(chosen), (chosen, []))[1].extend((q, s) for s in range(config.n))
     verdicts: dict[tuple[int, int], ScoreResult] = {}
     for chosen, keys in groups.values():

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Literal
 
 from evalcast.data.formatting import PromptConfig, render_prompt
-from evalcast.data.records import ExpertRecord
+from evalcast.data.records import ROW_PATTERN, ExpertRecord
 from evalcast.generate.sandbox import SandboxConfig, SandboxResult, run_programs
 
 #: GSM8K's final-answer line, ``#### 42``, anywhere in a multi-line completion.
@@ -81,6 +81,12 @@ def parse_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _patterns(scorer: ExactMatchScorer | NumericScorer, record: ExpertRecord) -> tuple[str, ...]:
+    """The row's own ``meta["answer_pattern"]`` when it has one (and ``row_patterns``), else the scorer's."""
+    row = record.meta.get(ROW_PATTERN) if scorer.row_patterns else None
+    return (row,) if isinstance(row, str) else scorer.patterns
+
+
 def _check_patterns(patterns: Sequence[str], owner: str) -> None:
     for pattern in patterns:
         try:
@@ -103,6 +109,7 @@ class ExactMatchScorer(Scorer):
     ignore_case: bool = True
     remove_commas: bool = True
     strip_period: bool = True
+    row_patterns: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(self.patterns))
@@ -111,7 +118,7 @@ class ExactMatchScorer(Scorer):
     def score(self, record: ExpertRecord, completion: str) -> ScoreResult:
         if record.answer is None:
             return ScoreResult(False, "no reference answer", None, f"record {record.id!r} has no answer")
-        raw = extract_answer(completion, self.patterns, self.which)
+        raw = extract_answer(completion, _patterns(self, record), self.which)
         norm = dict(strip=self.strip, ignore_case=self.ignore_case, remove_commas=self.remove_commas,
                     strip_period=self.strip_period)
         got = None if raw is None else normalize_answer(raw, **norm)
@@ -123,12 +130,14 @@ class ExactMatchScorer(Scorer):
 
 @dataclass(frozen=True)
 class NumericScorer(Scorer):
-    """Extract a number with ``patterns`` and compare it to ``record.answer`` within tolerances."""
+    """Extract a number with ``patterns`` (or the row's ``meta["answer_pattern"]``) and compare it to
+    ``record.answer`` within tolerances."""
 
     patterns: tuple[str, ...] = (GSM8K_PATTERN,)
     which: Literal["first", "last"] = "first"
     abs_tol: float = 1e-6
     rel_tol: float = 0.0
+    row_patterns: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(self.patterns))
@@ -143,7 +152,7 @@ class NumericScorer(Scorer):
         want = parse_number(record.answer)
         if want is None:
             return ScoreResult(False, "reference not numeric", None, f"record {record.id!r}: {record.answer!r}")
-        raw = extract_answer(completion, self.patterns, self.which)
+        raw = extract_answer(completion, _patterns(self, record), self.which)
         if raw is None or not raw.strip():
             return ScoreResult(False, "no answer extracted", raw)
         got = parse_number(raw)

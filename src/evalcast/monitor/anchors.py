@@ -18,8 +18,7 @@ from torch import nn
 
 from evalcast.data.expert_set import ExpertSet
 from evalcast.data.records import ExpertRecord
-from evalcast.data.table import EXPERT
-from evalcast.generate import DecodeConfig, QuestionResult, evaluate_generative
+from evalcast.generate import DecodeConfig, QuestionResult, ScorerSpec, check_scorer_spec, evaluate_generative
 from evalcast.runs.record import Record
 from evalcast.validation import above, at_least, check_config, each
 
@@ -40,9 +39,16 @@ class AnchorConfig:
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_new_tokens=256, progress=False))
     """Decoding of the anchor evaluation; its prompt format is replaced by the expert set's, so generation
     starts from exactly the prompts whose features the probe reads."""
+    scorer: ScorerSpec | None = None
+    """How completions are judged: a ``Scorer`` (``ExactMatchScorer(patterns=...)``, ``NumericScorer``,
+    ``CodeExecutionScorer``), any callable ``(record, completion) -> bool | ScoreResult``, or a mapping
+    task -> one of these (the monitor refuses task names its expert set lacks). None (and tasks the mapping
+    leaves out): code sandbox for records with tests, else exact match on the answer read with the row's
+    ``meta["answer_pattern"]`` or GSM8K's ``#### answer`` line."""
 
     def __post_init__(self) -> None:
         check_config(self, every=at_least(1), steps=each(at_least(0)), budget_s=above(0), questions=at_least(1))
+        check_scorer_spec(self.scorer, "AnchorConfig.scorer")
 
 
 def anchor_due(config: AnchorConfig, step: int, history: Sequence[Record]) -> bool:
@@ -57,9 +63,11 @@ def anchor_due(config: AnchorConfig, step: int, history: Sequence[Record]) -> bo
 
 
 def anchor_questions(experts: ExpertSet, limit: int) -> np.ndarray:
-    """Table rows of the anchor questions: up to ``limit`` expert sequences, spread over tasks by share."""
+    """Table rows of the anchor questions: up to ``limit`` expert sequences (the evaluation questions when the
+    set has them), spread over tasks by share."""
     table = experts.table
-    rows = np.flatnonzero((table.kind == EXPERT) & (table.choice < 0))  # multiple choice needs no generation
+    # multiple choice needs no generation
+    rows = np.flatnonzero((table.kind == experts.question_kind) & (table.choice < 0))
     tasks = np.array([experts.records[table.record_index[i]].task for i in rows])
     keys = np.array([hashlib.blake2b(experts.records[table.record_index[i]].id.encode(), digest_size=8).hexdigest()
                      for i in rows])
@@ -94,7 +102,7 @@ def run_anchor(model: nn.Module, experts: ExpertSet, rows: Sequence[int], config
     if not padded:
         return [], 0
     decode = replace(config.decode, prompt_format=experts.config.prompt_format, synced_gpus=synced)
-    result = evaluate_generative(model, experts.tokenizer, padded, config=decode)
+    result = evaluate_generative(model, experts.tokenizer, padded, config=decode, scorer=config.scorer)
     return list(result.questions[:len(records)]), result.tokens_generated
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evalcast.data.expert_set import ExpertSet
-from evalcast.data.table import EXPERT
+from evalcast.data.table import EVAL, EXPERT
 from evalcast.monitor.local import LocalResult
 from evalcast.pairs.margins import pair_margins, pair_metrics
 from evalcast.probe.live import QUESTION_PROXIES, question_proxies
@@ -66,10 +66,11 @@ def cost_metrics(payloads: Sequence[LocalResult], tokens: np.ndarray, started: f
 
 
 def example_arrays(experts: ExpertSet, stat_names: Sequence[str], merged: CheckpointSums) -> dict[str, np.ndarray]:
-    """Per expert solution: token-averaged statistics and scored tokens (kept per checkpoint); per
-    multiple-choice question: every choice's log-likelihood and whether acc, acc_norm, acc_bytes hold."""
+    """Per expert solution (and evaluation question: its answer after the prompt): token-averaged statistics
+    and scored tokens (kept per checkpoint); per multiple-choice question: every choice's log-likelihood and
+    whether acc, acc_norm, acc_bytes hold."""
     table = experts.table
-    rows = np.flatnonzero(table.kind == EXPERT)
+    rows = np.flatnonzero(np.isin(table.kind, (EXPERT, EVAL)))
     token_w = experts.weighting_names.index("token")
     with np.errstate(invalid="ignore", divide="ignore"):
         means = merged.sums[rows, token_w, :] / merged.weight_sums[rows, token_w, None]

@@ -40,6 +40,7 @@ from evalcast.data.expert_set import ExpertSet
 from evalcast.data.table import EXPERT
 from evalcast.errors import ErrorPolicy
 from evalcast.forecast import ForecastConfig
+from evalcast.generate import check_scorer_tasks
 from evalcast.monitor.alert_step import AlertStep
 from evalcast.monitor.anchors import AnchorConfig, anchor_due, anchor_questions, needs_synced_generation
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
@@ -53,6 +54,7 @@ from evalcast.probe import ProbeConfig
 from evalcast.proxy.aggregate import GroupIndex, metric_name
 from evalcast.proxy.choices import choice_groups
 from evalcast.runs import Record, RunHistory, RunStore
+from evalcast.runs.preview import TABLE, record_preview
 from evalcast.stats.forward import ModelForwardError
 from evalcast.stats.head import check_compatible, unwrap
 from evalcast.stats.isolation import isolated
@@ -89,6 +91,8 @@ class Monitor:
                  forecast: ForecastConfig | None = ForecastConfig(), alerts: Sequence[AlertRule] = (),
                  on_alert: Sequence[Callable[[Alert], None]] = (), name: str = "evalcast") -> None:
         self.experts, self.config, self.name, self.budget, self.anchors = experts, config, name, budget, anchors
+        if anchors is not None:
+            check_scorer_tasks(anchors.scorer, experts.tasks, "AnchorConfig.scorer")
         self.policy = ErrorPolicy(strict=config.strict)
         self.groups = GroupIndex.build(experts)
         self.user_trackers: list[Tracker] = list(trackers)
@@ -307,6 +311,10 @@ class Monitor:
             probe = self.probe
             self._run_step(probe.name, evaluation, lambda: probe.run(evaluation, done, plan.anchor, history,
                                                                      self.config.save_features))
+        questions = [q for p in done for q in p.anchor_questions]
+        if plan.anchor and questions and history.store.read_preview() is None:
+            self._run_step("preview", evaluation, lambda: evaluation.tables.update(
+                {TABLE: record_preview(self.experts, questions, ctx.step, history.store)}))
         if self.forecast is not None and self.forecast.due(history):
             forecast = self.forecast
             self._run_step(forecast.name, evaluation, lambda: forecast.run(evaluation, history, self.budget))
@@ -362,6 +370,7 @@ class Monitor:
                 "tokens_scored": int(table.scored_lengths[table.kind == EXPERT].sum()),
                 "weightings": self.experts.weighting_names, "stats": list(self.config.stats.names),
                 "anchor_questions": None if self.probe is None else self.probe.live.ids,
+                "evaluation_questions": self.experts.n_evaluation,
                 "host": socket.gethostname(), "created": time.time(), "torch": torch.__version__}
 
     def close(self) -> None:

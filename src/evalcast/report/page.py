@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from evalcast.report.forecast_plots import evolution_figure, fan_figure, status_figure
 from evalcast.report.plots import alerts_figure, cost_figure, png_bytes, probe_figure, proxies_figure
 from evalcast.runs.history import ok_records
+from evalcast.runs.preview import preview_table
 from evalcast.runs.record import Record
 from evalcast.runs.store import HISTORY, RunStore
 
@@ -113,6 +114,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         _summary, _proxies, _forecasts, _probe, _alerts, _cost, _problems]
     for section in sections:
         section(page, history, groups, domains)
+        if section is _summary:
+            _preview(page, store.read_preview())
     title = f"evalcast report: {run_dir.resolve().name}"
     document = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
                 f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(page.parts)}</body></html>")
@@ -186,6 +189,17 @@ def _forecasts(page: _Page, history: list[Record], groups: list[str], domains: l
     if rows:
         page.table(["group", "step", "status", "final", "lo80", "hi80", "proxy", "reason", "message"], rows)
         page.table(["group", "outcomes over the run"], counts)
+
+
+def _preview(page: _Page, preview: dict[str, Any] | None) -> None:
+    page.section("Format preview (first anchor)")
+    if preview is None:
+        page.note("No anchor has run yet: the first one stores a few prompts as the model saw them, its completions, "
+                  "the extracted answers and the verdicts.")
+        return
+    page.note(f"Step {preview['step']}: check that the prompt ends as the training text did, and that the scorer "
+              "extracts the answer it should (texts shown with escapes, so a separator is visible).")
+    page.table(*preview_table(preview))
 
 
 def _probe(page: _Page, history: list[Record], groups: list[str], domains: list[str]) -> None:

@@ -4,6 +4,7 @@ Layout (the record schema and its versions are in ``docs/architecture.md``)::
 
     RUN_DIR/
       meta.json              expert-set fingerprint, settings, host (checked when the run is reopened)
+      format_preview.json    the first anchor's rendered prompts, completions, extracted answers, verdicts
       history.jsonl          one record per checkpoint (:class:`~evalcast.runs.record.Record`), append-only
       examples/              per-example statistics per checkpoint (step_000000100.npz)
       anchors/               anchor labels per anchor checkpoint: question ids, samples n, correct c
@@ -32,7 +33,7 @@ from evalcast.runs.record import FORMAT_VERSION, VERSION_KEY, Record, RecordForm
 
 logger = logging.getLogger(__name__)
 
-HISTORY, META = "history.jsonl", "meta.json"
+HISTORY, META, PREVIEW = "history.jsonl", "meta.json", "format_preview.json"
 EXAMPLES, ANCHOR_LABELS, FEATURES, PREDICTIONS = "examples", "anchors", "probe_features", "probe_predictions"
 
 
@@ -107,6 +108,15 @@ class RunStore:
     def write_meta(self, meta: dict[str, Any]) -> None:
         data = {VERSION_KEY: FORMAT_VERSION, **meta}
         _atomic_write(self.path / META, json.dumps(data, indent=2, default=_json_default).encode("utf-8"))
+
+    def write_preview(self, preview: dict[str, Any]) -> None:
+        """The format preview (written once, at the run's first anchor)."""
+        _atomic_write(self.path / PREVIEW, json.dumps(preview, indent=2, ensure_ascii=False,
+                                                      default=_json_default).encode("utf-8"))
+
+    def read_preview(self) -> dict[str, Any] | None:
+        path = self.path / PREVIEW
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def save_state(self, name: str, state: dict[str, Any]) -> None:
         _atomic_write(self.path / "state" / f"{name}.json",
