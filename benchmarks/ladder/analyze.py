@@ -94,7 +94,7 @@ def analyze_and_write(work: Path, results: Path, preset: Preset, console: Consol
     (results / "ladder.json").write_text(json.dumps(out, indent=1))
     _plots(runs, out, preset, results)
     console.print(table(out))
-    console.print("\n".join(rows(out)))
+    console.print("\n".join(rows(out)), soft_wrap=True, markup=False)
     console.print(f"results: {results / 'ladder.json'} (plots ladder_*.png beside it)")
     return out
 

@@ -39,6 +39,9 @@ def headline(out: dict[str, Any], runs: list[Run], forecast: dict[str, Any] | No
     h["probe_pass1_error_unseen"] = _num(probe["mean"]["pass_at_1_error"])
     if not probe["runs"]:
         notes.append("probe_*: null: no held-out run had a trained probe at any scored save")
+    elif h["probe_auroc_unseen_questions"] is None:
+        notes.append("probe_auroc_unseen_questions: null: at no scored save of a held-out run did the unseen "
+                     "questions hold both solved and failed ones (AUROC undefined)")
 
     matched = out["proxies"]["matched_compute"]
     ranked = matched["heldout"]

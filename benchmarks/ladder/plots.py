@@ -107,7 +107,8 @@ def probe(section: dict[str, Any], runs: list[Run], path: Path) -> Path:
         if first.get(r.name, {}).get("status") == "ok":
             f = first[r.name]["per_save"]
             ax.plot(f["step"], f["predicted"], color="tab:orange", ls="--", label="probe, first third")
-        ax.set(title=f"{r.name}: AUROC {rolling[r.name]['mean']['auroc']:.2f} (unseen, rolling)", xlabel="step",
+        auroc = rolling[r.name]["mean"]["auroc"]
+        ax.set(title=f"{r.name}: AUROC {'—' if auroc is None else f'{auroc:.2f}'} (unseen, rolling)", xlabel="step",
                ylim=(0, 1))
     for ax in axes[len(shown):]:
         ax.set_axis_off()

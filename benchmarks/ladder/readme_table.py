@@ -39,7 +39,7 @@ def _verdict(ok: bool | None) -> str:
 
 
 def _delay(value: Any) -> str:
-    return "not detected" if value is None else f"{value} saves"
+    return "not detected" if value is None else f"{value} save{'s' if value != 1 else ''}"
 
 
 def _rows(out: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
