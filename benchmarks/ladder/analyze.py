@@ -59,7 +59,9 @@ def analyze_and_write(work: Path, results: Path, preset: Preset, console: Consol
                       timing: dict[str, float]) -> dict[str, Any]:
     """Every section, written to ``results/ladder.json`` with the plots beside it; prints the headline."""
     results.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(work)
+    found = load_runs(work)
+    runs = [r for r in found if len(r.steps) == preset.saves]
+    absent = sorted({s.name for s in preset.runs} - {r.name for r in runs})
     if not runs:
         raise FileNotFoundError(f"no finished run under {work}")
     roles = {r.spec.role for r in runs}
@@ -77,7 +79,7 @@ def analyze_and_write(work: Path, results: Path, preset: Preset, console: Consol
                    "within_run": within_run(runs, signs),
                    "matched_compute": matched_compute(runs, preset.compute_points, signs)}
         drop = dropped_task(runs, signs, alerts["data_mix"])
-        forecast, forecast_notes = forecast_part(work, preset)
+        forecast, extra_notes = forecast_part(work, preset)
         probes = {name: [j.result() for j in tqdm(jobs, desc=f"probe {name}", leave=False)]
                   for name, jobs in probe_jobs.items()}
         speed = speed_job.result() if speed_job is not None else _stored_speed(results)
@@ -90,7 +92,11 @@ def analyze_and_write(work: Path, results: Path, preset: Preset, console: Consol
                                                             "total_s": time.perf_counter() - timing["started"]}
         if "started" in timing else {},
     })
-    out["headline"], out["headline_context"] = clean(headline(out, runs, forecast, forecast_notes))
+    if absent:
+        out["absent_runs"] = absent
+        extra_notes = [f"runs absent or unfinished at analysis time, left out of every figure: {absent}",
+                          *extra_notes]
+    out["headline"], out["headline_context"] = clean(headline(out, runs, forecast, extra_notes))
     (results / "ladder.json").write_text(json.dumps(out, indent=1))
     _plots(runs, out, preset, results)
     console.print(table(out))

@@ -29,7 +29,7 @@ def _num(value: Any) -> float | None:
 
 
 def headline(out: dict[str, Any], runs: list[Run], forecast: dict[str, Any] | None,
-             forecast_notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+             extra_notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(headline, headline_context)`` from the analysed sections."""
     h: dict[str, Any] = {}
     notes: list[str] = []
@@ -76,7 +76,7 @@ def headline(out: dict[str, Any], runs: list[Run], forecast: dict[str, Any] | No
                              "the drop (not detected)")
 
     h["forecast"] = forecast
-    notes.extend(forecast_notes)
+    notes.extend(extra_notes)
     h["heldout_runs"] = [r.name for r in runs if r.heldout]
     h["tuning_runs"] = [r.name for r in runs if not r.heldout]
     h["notes"] = notes

@@ -17,12 +17,15 @@ labelled questions of its task and level.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.ladder.measures import nanmean
+from benchmarks.ladder.measures import clean, nanmean
 from benchmarks.ladder.runs import Run
 from evalcast.probe import ProbeConfig, ProbeTrainer, features_from_arrays, heldout_mask, score
 from evalcast.runs.store import FEATURES, RunStore
@@ -114,9 +117,25 @@ def protocol(run: Run, name: str) -> dict[str, Any]:
             "pooled_pairs": save_scores(p_all, y_all), "per_save": rows}
 
 
+def _stamp(path: Path) -> str:
+    """Changes when the run directory's records or this module's code do."""
+    files = [path / "run.json", path / "truth.jsonl", path / "evalcast" / "history.jsonl"]
+    text = "|".join(f"{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.exists())
+    return hashlib.blake2b((text + Path(__file__).read_text()).encode(), digest_size=12).hexdigest()
+
+
 def run_probe(path: str, name: str) -> dict[str, Any]:
-    """One protocol on one run (a worker process)."""
-    return protocol(Run.load(path), name)
+    """One protocol on one run (a worker process); kept in ``<run>/probe_<name>.json`` and reused while neither
+    the run directory nor this module changes."""
+    cache = Path(path) / f"probe_{name}.json"
+    stamp = _stamp(Path(path))
+    if cache.exists():
+        stored = json.loads(cache.read_text())
+        if stored.get("stamp") == stamp:
+            return stored["result"]
+    result = clean(protocol(Run.load(path), name))
+    cache.write_text(json.dumps({"stamp": stamp, "result": result}))
+    return result
 
 
 def _over_runs(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
