@@ -58,7 +58,8 @@ def test_smoke_preset_writes_every_section(tmp_path: Path) -> None:
     proxies = out["proxies"]
     assert _finite(proxies["within_run"]["mean_heldout"]["all"]["nll"])
     matched = proxies["matched_compute"]
-    assert len(matched["heldout"]["compute"]) == 3 and matched["best_proxy"] in PROXIES
+    assert len(matched["heldout"]["compute"]) == 3
+    assert matched["best_proxy"] in PROXIES or any(n.startswith("ranking_") for n in headline["notes"])
     assert set(matched["heldout"]["runs"]).isdisjoint(matched["tuning"]["runs"])
     used = matched["heldout"]["points_used"]["all"]
     assert headline["ranking_points"] == used
