@@ -20,6 +20,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.ladder.config import TASKS, Preset, full, smoke, split_problems  # noqa: E402
 from benchmarks.ladder.data import common_validation_texts, mix_validation_texts, questions  # noqa: E402
+from benchmarks.ladder.headline import KEYS as HEADLINE_KEYS  # noqa: E402
+from benchmarks.ladder.proxies import PROXIES  # noqa: E402
 from benchmarks.ladder.train import validation_loss  # noqa: E402
 from evalcast.data import ExpertSet  # noqa: E402
 from evalcast.monitor.anchors import anchor_questions  # noqa: E402
@@ -43,29 +45,42 @@ def test_smoke_preset_writes_every_section(tmp_path: Path) -> None:
     assert {r["role"] for r in summary["runs"]} == {"tuning", "heldout"}
     assert all(_finite(r["cpu_s"]) and r["cpu_s"] > 0 for r in summary["runs"])
     out = json.loads((tmp_path / "results" / "ladder.json").read_text())
-    assert set(out) >= {"runs", "proxies", "probe", "forecasts", "alerts", "headline", "timing"}
+    assert set(out) >= {"runs", "proxies", "dropped_task", "probe", "alerts", "forecasts", "headline",
+                        "headline_context", "timing"}
     assert len(out["runs"]) == n_runs and all(r["saves"] == 20 for r in out["runs"].values())
+    headline = out["headline"]
+    assert set(headline) == {*HEADLINE_KEYS, "notes"}
+    assert sorted(headline["heldout_runs"] + headline["tuning_runs"]) == sorted(r.name for r in smoke().runs)
+    assert set(headline["heldout_runs"]) == {r.name for r in smoke().role("heldout")}
+    for key in HEADLINE_KEYS[:-3]:  # a number, or null with a note naming it
+        assert _finite(headline[key]) or any(n.split(":")[0].rstrip("*") in key for n in headline["notes"]), key
+    assert headline["forecast"] is not None or any(n.startswith("forecast") for n in headline["notes"])
     proxies = out["proxies"]
-    assert _finite(proxies["within_run"]["mean"]["all"]["nll"])
-    for loss in ("val_loss", "val_loss_mix"):
-        assert _finite(proxies["within_run"]["mean"]["all"][loss])
-    assert len(proxies["matched_compute"]["compute"]) == 3 and "val_loss" in proxies["matched_compute"]["mean"]["all"]
-    assert _finite(next(iter(proxies["dropped_task"].values()))["val_loss_end"])
+    assert _finite(proxies["within_run"]["mean_heldout"]["all"]["nll"])
+    matched = proxies["matched_compute"]
+    assert len(matched["heldout"]["compute"]) == 3
+    assert matched["best_proxy"] in PROXIES or any(n.startswith("ranking_") for n in headline["notes"])
+    assert set(matched["heldout"]["runs"]).isdisjoint(matched["tuning"]["runs"])
+    used = matched["heldout"]["points_used"]["all"]
+    assert headline["ranking_points"] == used
+    assert all(_finite(v) for v in matched["heldout"]["mean"]["all"].values()) or used == 0  # never NaN-dropped
+    drop = out["dropped_task"]
+    assert drop["heldout_runs"] and drop["tuning_runs"]
+    assert all(_finite(d["true_pass_before"]) for d in drop["runs"].values())
     speed = proxies["speed"]
     assert all(_finite(speed[k]) and speed[k] > 0 for k in ("proxy_s", "generate_s", "speedup"))
-    assert set(out["probe"]["first_third"]["runs"]) == set(out["runs"]) == set(out["probe"]["rolling"]["runs"])
+    for protocol in ("rolling", "first_third"):
+        assert set(out["probe"][protocol]["runs"]) == set(out["runs"])
     assert all(_finite(c["generative_s"]) for c in out["probe"]["cost"].values())
-    forecasts = out["forecasts"]
-    assert set(forecasts["by_horizon"]) == {"0.1", "0.25", "0.5"}
-    assert len(forecasts["cases"]) == n_runs * 4 * 3
-    for summary_h in forecasts["by_horizon"].values():
-        assert summary_h["evalcast"]["published"] + summary_h["evalcast"]["refused"] == summary_h["cases"]
-        assert summary_h["last_value"]["published"] == summary_h["cases"]  # always publishes: scored everywhere
-        assert _finite(summary_h["last_value"]["mae"])
     alerts = out["alerts"]
     assert alerts["plateau"] and alerts["data_mix"] and alerts["healthy_runs"]
+    assert set(alerts["false_stops"]) == {"heldout", "tuning"}
     assert all((tmp_path / "results" / f"ladder_{name}.png").exists()
-               for name in ("curves", "selection", "drop", "plateau", "probe", "forecast_fans", "forecast_errors"))
+               for name in ("curves", "selection", "drop", "plateau", "probe"))
+    rows = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ladder" / "readme_table.py"),
+                           str(tmp_path / "results" / "ladder.json")], check=True, env=env, cwd=REPO,
+                          capture_output=True, text=True).stdout.splitlines()
+    assert rows[0].startswith("| figure |") and any("probe AUROC" in r for r in rows)
 
 
 def test_full_preset_design() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,15 +11,20 @@ from scipy.stats import spearmanr
 
 from evalcast.alerts.history import LOWER_IS_BETTER as ALERT_LOWER_IS_BETTER
 
-#: Metrics where lower is better (a weighting suffix keeps its base metric's direction): evalcast's own list,
-#: plus the losses and two statistics whose direction the library leaves open. Entropy is taken as
-#: lower-is-better (a model sure of the expert's next token), which held on every run measured here.
-LOWER_IS_BETTER = ALERT_LOWER_IS_BETTER | {"entropy", "excess_surprisal", "val_loss", "val_loss_mix", "train_loss"}
+#: Metrics where lower is better (a weighting suffix keeps its base metric's direction): evalcast's own list
+#: plus the losses. Metrics whose direction the library leaves open (``OPEN``) get theirs from the tuning runs
+#: (:func:`choose_signs`), never from the runs they are scored on.
+LOWER_IS_BETTER = ALERT_LOWER_IS_BETTER | {"val_loss", "val_loss_mix", "train_loss"}
+OPEN = ("entropy", "excess_surprisal")
 
 
-def orientation(metric: str) -> float:
-    """-1 for lower-is-better metrics, +1 otherwise (so an oriented correlation is high when the metric works)."""
-    return -1.0 if metric.split(".")[0] in LOWER_IS_BETTER else 1.0
+def orientation(metric: str, signs: Mapping[str, float] | None = None) -> float:
+    """-1 for lower-is-better metrics, +1 otherwise (so an oriented correlation is high when the metric works);
+    an ``OPEN`` metric takes its sign from ``signs`` (+1 when absent)."""
+    base = metric.split(".")[0]
+    if base in OPEN:
+        return float((signs or {}).get(base, 1.0))
+    return -1.0 if base in LOWER_IS_BETTER else 1.0
 
 
 def spearman(x: Iterable[float], y: Iterable[float], min_points: int = 3) -> float:
@@ -32,7 +37,23 @@ def spearman(x: Iterable[float], y: Iterable[float], min_points: int = 3) -> flo
     return float(spearmanr(a, b).statistic)
 
 
-def nanmean(values: Iterable[float]) -> float:
+def rank_score(metric: Sequence[float], truth: Sequence[float], min_points: int = 3) -> float:
+    """Spearman ρ of a metric with the truth across runs at one point, for a ranking figure.
+
+    NaN only when the *truth* cannot be ranked (a non-finite value, fewer than ``min_points`` runs, or every run
+    equal): the point is then left out for every metric alike. A metric that cannot rank the runs (constant,
+    or missing for any run) scores ρ = 0: it tells the runs apart no better than chance, and dropping it would
+    average its ρ over fewer, kinder points than the other metrics'.
+    """
+    a, b = np.asarray(metric, dtype=float), np.asarray(truth, dtype=float)
+    if len(b) < min_points or not np.isfinite(b).all() or np.ptp(b) == 0:
+        return math.nan
+    if not np.isfinite(a).all() or np.ptp(a) == 0:
+        return 0.0
+    return float(spearmanr(a, b).statistic)
+
+
+def nanmean(values: Iterable[float | None]) -> float:
     v = np.asarray([x for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else math.nan
@@ -48,6 +69,20 @@ def interp_log(x_new: float, x: np.ndarray, y: np.ndarray) -> float:
     if t < lx[0] - 1e-9 or t > lx[-1] + 1e-9:
         return math.nan
     return float(np.interp(t, lx, ly))
+
+
+def leaves_band(values: np.ndarray, start: int, window: int) -> int | None:
+    """First index ``k >= start`` where an oriented series (higher is better) falls below every one of its
+    ``window`` values before ``start`` (its pre-change band); ``None`` if it never does, or when the band is
+    not fully known (fewer than ``window`` finite values before ``start``)."""
+    before = values[max(0, start - window):start]
+    if len(before) < window or not np.isfinite(before).all():
+        return None
+    low = before.min()
+    for k in range(start, len(values)):
+        if np.isfinite(values[k]) and values[k] < low:
+            return k
+    return None
 
 
 def clean(value: Any) -> Any:

@@ -1,41 +1,66 @@
-"""Issue 3: do the proxies track true pass@1 within a run, across runs at matched compute, and when a task
-is dropped from the mix (where the loss keeps improving)?
+"""Do the proxies track true pass@1 within a run, and rank runs at matched compute?
 
 Correlations are *oriented*: ρ(±metric, true pass@1) with the sign that makes "metric better" positive
-(NLL, log-rank, BPB, entropy and the losses are negated), so a working proxy scores near +1.
+(NLL, log-rank, BPB and the losses are negated; entropy's sign is chosen on the tuning runs), so a working
+proxy scores near +1. Every figure is given for held-out and tuning runs apart; choices (entropy's sign, the
+proxy named best) are made on the tuning runs and only scored on the held-out ones.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from benchmarks.ladder.config import TASKS
-from benchmarks.ladder.measures import interp_log, nanmean, orientation, spearman
+from benchmarks.ladder.measures import OPEN, interp_log, nanmean, orientation, rank_score, spearman
 from benchmarks.ladder.runs import Run
 
 PROXIES = ("nll", "top1", "log_rank", "prob", "entropy", "greedy_match", "answer_match", "bpb", "pair_accuracy",
            "pass@1_probe", "nll.rarity", "top1.rarity", "nll.answer", "top1.answer", "prob.traj")
 LOSSES = ("val_loss", "val_loss_mix", "train_loss")
+"""``val_loss``: the common held-out text, the fair loss baseline; ``val_loss_mix`` (each run's own mix, filler
+included) and ``train_loss`` are kept for comparison only."""
 GROUPS = ("all", *TASKS)
+HEALTHY = ("ladder", "seed", "schedule")
+"""Run groups ranked against each other and used for false-alarm counts (no drop, no forced plateau)."""
 
 
-def oriented(run: Run, group: str, metric: str, mask: np.ndarray | None = None) -> float:
+def healthy(runs: list[Run], heldout: bool) -> list[Run]:
+    return [r for r in runs if r.spec.group in HEALTHY and r.heldout == heldout]
+
+
+def choose_signs(tuning: list[Run]) -> dict[str, float]:
+    """Direction of each metric the library leaves open: the sign of its mean raw within-run Spearman with true
+    pass@1 over the tuning runs (groups ``all`` and every task); +1 when that mean is not finite."""
+    signs = {}
+    for base in OPEN:
+        mean = nanmean(spearman(r.metric(g, base), r.true_pass(g)) for r in tuning for g in GROUPS)
+        signs[base] = -1.0 if math.isfinite(mean) and mean < 0 else 1.0
+    return signs
+
+
+def oriented(run: Run, group: str, metric: str, signs: dict[str, float], mask: np.ndarray | None = None) -> float:
     """Oriented Spearman across the run's saves (those in ``mask``) of a metric with the group's true pass@1."""
-    values, truth = orientation(metric) * run.metric(group, metric), run.true_pass(group)
+    values, truth = orientation(metric, signs) * run.metric(group, metric), run.true_pass(group)
     if mask is not None:
         values, truth = values[mask], truth[mask]
     return spearman(values, truth)
 
 
-def within_run(runs: list[Run]) -> dict[str, Any]:
-    """(a) Per run and group, each proxy's and each loss's oriented Spearman with true pass@1 across saves;
-    and the mean over runs (the dropped-task run left out: its own section)."""
-    per_run = {r.name: {g: {m: oriented(r, g, m) for m in (*PROXIES, *LOSSES)} for g in GROUPS} for r in runs}
-    healthy = [r.name for r in runs if r.spec.group != "drop"]
-    mean = {g: {m: nanmean(per_run[n][g][m] for n in healthy) for m in (*PROXIES, *LOSSES)} for g in GROUPS}
-    return {"runs": per_run, "mean": mean, "runs_in_mean": healthy}
+def within_run(runs: list[Run], signs: dict[str, float]) -> dict[str, Any]:
+    """Per run and group, each proxy's and loss's oriented Spearman with true pass@1 across saves; means over
+    the held-out and over the tuning healthy runs (everything trends together here: it proves little)."""
+    metrics = (*PROXIES, *LOSSES)
+    per_run = {r.name: {g: {m: oriented(r, g, m, signs) for m in metrics} for g in GROUPS} for r in runs}
+
+    def mean(names: list[str]) -> dict[str, dict[str, float]]:
+        return {g: {m: nanmean(per_run[n][g][m] for n in names) for m in metrics} for g in GROUPS}
+
+    held, tune = ([r.name for r in healthy(runs, h)] for h in (True, False))
+    return {"runs": per_run, "mean_heldout": mean(held), "mean_tuning": mean(tune), "heldout_runs": held,
+            "tuning_runs": tune}
 
 
 def compute_grid(runs: list[Run], points: int) -> np.ndarray:
@@ -47,48 +72,43 @@ def compute_grid(runs: list[Run], points: int) -> np.ndarray:
     return np.geomspace(lo, hi, points)
 
 
-def matched_compute(runs: list[Run], points: int) -> dict[str, Any]:
-    """(b) Model/data selection: at common compute values C = 6·N·D (interpolated in log C between saves),
-    the oriented Spearman across runs of each proxy and loss with true pass@1, per group; mean over C."""
-    ladder = [r for r in runs if r.spec.group == "ladder"]
-    if len(ladder) < 3:
-        return {"runs": [r.name for r in ladder], "note": "fewer than 3 ladder runs"}
-    grid = compute_grid(ladder, points)
-    table: dict[str, dict[str, list[float]]] = {}
-    truth: dict[str, list[list[float]]] = {}
+def ranking(runs: list[Run], points: int, signs: dict[str, float]) -> dict[str, Any]:
+    """At common compute values C = 6·N·D (interpolated in log C between saves), the oriented Spearman across
+    ``runs`` of every proxy and loss with true pass@1, per group.
+
+    A point where the runs' true pass@1 cannot be ranked (all equal, e.g. all 0) is left out for every metric;
+    at the others a metric that cannot rank the runs scores ρ = 0 (:func:`rank_score`). So every metric's mean
+    is over the same ``points_used``.
+    """
+    if len(runs) < 3:
+        return {"runs": [r.name for r in runs], "note": f"{len(runs)} runs: too few to rank"}
+    grid = compute_grid(runs, points)
+    metrics = (*PROXIES, *LOSSES)
+    truth, rho, mean, used = {}, {}, {}, {}
     for g in GROUPS:
-        truth[g] = [[interp_log(c, r.compute, r.true_pass(g)) for r in ladder] for c in grid]
-        table[g] = {}
-        for m in (*PROXIES, *LOSSES):
-            table[g][m] = [spearman([orientation(m) * interp_log(c, r.compute, r.metric(g, m)) for r in ladder],
-                                    truth[g][i]) for i, c in enumerate(grid)]
-    final = {g: {m: spearman([orientation(m) * r.metric(g, m)[-1] for r in ladder],
-                             [r.true_pass(g)[-1] for r in ladder]) for m in (*PROXIES, *LOSSES)} for g in GROUPS}
-    return {"runs": [r.name for r in ladder], "compute": grid.tolist(),
-            "n_nonembedding": {r.name: r.meta["n_nonembedding"] for r in ladder},
-            "true_pass": truth, "spearman": table,
-            "mean": {g: {m: nanmean(v) for m, v in table[g].items()} for g in GROUPS},
+        truth[g] = [[interp_log(c, r.compute, r.true_pass(g)) for r in runs] for c in grid]
+        rho[g] = {m: [rank_score([orientation(m, signs) * interp_log(c, r.compute, r.metric(g, m)) for r in runs],
+                                 truth[g][i]) for i, c in enumerate(grid)] for m in metrics}
+        keep = [i for i in range(len(grid)) if not math.isnan(rank_score(truth[g][i], truth[g][i]))]
+        used[g] = keep
+        mean[g] = {m: float(np.mean([rho[g][m][i] for i in keep])) if keep else math.nan for m in metrics}
+    final = {g: {m: rank_score([orientation(m, signs) * r.metric(g, m)[-1] for r in runs],
+                               [r.true_pass(g)[-1] for r in runs]) for m in metrics} for g in GROUPS}
+    return {"runs": [r.name for r in runs], "compute": grid.tolist(), "true_pass": truth, "spearman": rho,
+            "points_used": {g: len(v) for g, v in used.items()}, "point_indices_used": used, "mean": mean,
             "final_checkpoints": final}
 
 
-def dropped_task(runs: list[Run]) -> dict[str, Any]:
-    """(c) After the drop: the dropped task's proxies vs its true pass@1, and the overall losses vs it."""
-    out: dict[str, Any] = {}
-    for run in (r for r in runs if r.spec.drop is not None):
-        task, fraction = run.spec.drop
-        after = run.steps >= fraction * run.spec.steps
-        at = int(np.argmax(after))
-        truth = run.true_pass(task)
-        out[run.name] = {
-            "task": task, "drop_step": int(fraction * run.spec.steps), "saves_after": int(after.sum()),
-            "true_pass_at_drop": float(truth[at]), "true_pass_end": float(truth[-1]),
-            "true_pass_max_after": float(truth[after].max()),
-            "val_loss_at_drop": float(run.metric("all", "val_loss")[at]),
-            "val_loss_end": float(run.metric("all", "val_loss")[-1]),
-            "train_loss_at_drop": float(run.metric("all", "train_loss")[at]),
-            "train_loss_end": float(run.metric("all", "train_loss")[-1]),
-            "spearman_task_proxies": {m: oriented(run, task, m, after) for m in PROXIES},
-            "spearman_overall": {m: spearman(orientation(m) * run.metric("all", m)[after], truth[after])
-                                 for m in ("nll", "top1", *LOSSES)},
-        }
-    return out
+def best(means: dict[str, float], candidates: tuple[str, ...] = PROXIES) -> str | None:
+    """The candidate with the highest finite mean (first in ``candidates`` order on a tie)."""
+    finite = [(means.get(m, math.nan), -i, m) for i, m in enumerate(candidates) if math.isfinite(means.get(m, math.nan))]
+    return max(finite)[2] if finite else None
+
+
+def matched_compute(runs: list[Run], points: int, signs: dict[str, float]) -> dict[str, Any]:
+    """Model selection: rankings of the healthy held-out runs and, apart, of the healthy tuning runs; the proxy
+    named best is the one ranking the *tuning* runs best (group ``all``), then scored on the held-out runs."""
+    tuning, heldout = ranking(healthy(runs, False), points, signs), ranking(healthy(runs, True), points, signs)
+    chosen = best(tuning.get("mean", {}).get("all", {}))
+    return {"heldout": heldout, "tuning": tuning, "best_proxy": chosen,
+            "best_proxy_chosen_on": "tuning runs (highest mean ρ, group all)"}

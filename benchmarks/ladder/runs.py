@@ -60,6 +60,16 @@ class Run:
         """C = 6·N·D with N non-embedding parameters and D training tokens seen."""
         return 6.0 * self.meta["n_nonembedding"] * self.tokens
 
+    @cached_property
+    def anchor(self) -> np.ndarray:
+        """True at the saves where evalcast ran its anchors (and retrained its probe on them)."""
+        return np.array([r.anchor is not None for r in self.records], dtype=bool)
+
+    @property
+    def heldout(self) -> bool:
+        """A held-out run (only scored), as opposed to a tuning run."""
+        return self.spec.role == "heldout"
+
     @property
     def fraction(self) -> np.ndarray:
         return self.steps / self.spec.steps
@@ -71,7 +81,10 @@ class Run:
 
     def metric(self, group: str, name: str) -> np.ndarray:
         """An evalcast metric (``nll``, ``top1.answer`` ...) or a loss at every save: ``val_loss`` (the common
-        validation text, as evalcast logged it), ``val_loss_mix`` (the run's own mix) or ``train_loss``."""
+        validation text, as evalcast logged it), ``val_loss_mix`` (the run's own mix) or ``train_loss``.
+
+        ``pass@1_probe`` is NaN at anchor saves: there the probe was just trained on that save's own labels, so
+        its value is in-sample; at every other save it is the probe trained on earlier anchors."""
         if name == "val_loss_mix":
             return np.array([_num(r.get("val_loss_mix")) for r in self.truth_rows])
         if name in ("val_loss", "train_loss"):
@@ -79,7 +92,10 @@ class Run:
             return np.array([_num(r.train.get(key)) for r in self.records])
         weighting = name.split(".", 1)[1] if "." in name else "token"
         key = metric_name(group, name.split(".", 1)[0], weighting)
-        return np.array([_num(r.metrics.get(key)) for r in self.records])
+        values = np.array([_num(r.metrics.get(key)) for r in self.records])
+        if name.split(".", 1)[0] == "pass@1_probe":
+            values[self.anchor] = math.nan
+        return values
 
     def cost(self, name: str) -> np.ndarray:
         return np.array([_num(r.metrics.get(metric_name("cost", name))) for r in self.records])
