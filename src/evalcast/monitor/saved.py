@@ -33,8 +33,18 @@ def forecast_meta(budget: Budget, n_params: float | None, groups_of: Mapping[str
     reads them back (so that a field is rewritten only when it changed)."""
     fields = {"budget": {"max_steps": budget.max_steps, "max_tokens": budget.max_tokens, "lr": budget.lr},
               "n_params": n_params, "anchor_groups": {q: list(g) for q, g in groups_of.items()},
-              "forecast_groups": list(groups), "forecast": None if config is None else dataclasses.asdict(config)}
+              "forecast_groups": list(groups), "forecast": _config_dict(config)}
     return json.loads(json.dumps(fields, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _config_dict(config: ForecastConfig | None) -> dict[str, Any] | None:
+    """The config as plain data; None (re-forecasts then use the defaults) for one that does not convert, e.g. a
+    ``chance`` mapping type that cannot be rebuilt, so that recording it never costs the checkpoint's record."""
+    try:
+        return None if config is None else {k: dict(v) if isinstance(v, Mapping) else v for k, v in
+                                            dataclasses.asdict(config, dict_factory=dict).items()}
+    except Exception:
+        return None
 
 
 def config_from_meta(raw: Mapping[str, Any] | None) -> ForecastConfig:
