@@ -12,10 +12,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ladder.drop_study import choose  # noqa: E402
-from benchmarks.ladder.measures import leaves_band, nanmean, orientation, rank_score, spearman  # noqa: E402
-from benchmarks.ladder.probe_study import group_rate, schedule  # noqa: E402
-from benchmarks.ladder.proxies import PROXIES, best, ranking  # noqa: E402
+from benchmarks.ladder.drop_study import choose
+from benchmarks.ladder.measures import leaves_band, nanmean, orientation, rank_score, spearman
+from benchmarks.ladder.probe_study import group_rate, schedule
+from benchmarks.ladder.proxies import PROXIES, best, ranking
 
 
 @dataclass

@@ -10,64 +10,27 @@ evalcast's forecast and every baseline. Refusals publish no number: they are cou
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.ladder import refforecasts
 from benchmarks.ladder.config import TASKS, Preset
-from benchmarks.ladder.data import lr_lambda
 from benchmarks.ladder.measures import nanmean
+from benchmarks.ladder.refcases import cut_at, run_inputs
 from benchmarks.ladder.runs import Run
 from evalcast.forecast import ForecastConfig, TaskForecast, forecast_task
-from evalcast.monitor import Budget
-from evalcast.monitor.forecast_step import build_inputs
-from evalcast.proxy.aggregate import metric_name, record_groups
-from evalcast.runs import AnchorSummary, Record, RunHistory, RunStore
-from evalcast.tasks import get_task
 
 METHODS = ("evalcast", "compute_sigmoid", "compute_power", "loss_twostep", "last_value")
 GROUPS = ("all", *TASKS)
 FAN_RUNS = ("L-A", "M-A-const", "M-A-wsd", "M-A-plateau")
 
 
-def _anchor_records(run: Run, cut: int, every: int) -> list[Record]:
-    """The first ``cut`` records, their anchors replaced by the ground truth on the anchor schedule."""
-    groups_of = {q: record_groups(t, get_task(t).domain) for q, t in zip(run.ids, run.tasks)}
-    out = []
-    for k, record in enumerate(run.records[:cut]):
-        metrics = {key: v for key, v in record.metrics.items() if not key.endswith("/pass@1_anchor")}
-        r = dataclasses.replace(record, metrics=metrics, anchor=None)
-        if k % every == 0:
-            per_question = dict(zip(run.ids, run.truth[k].tolist()))
-            r.anchor = AnchorSummary(questions=len(per_question), per_question=per_question)
-            by_group: dict[str, list[float]] = {}
-            for q, value in per_question.items():
-                for g in groups_of[q]:
-                    by_group.setdefault(g, []).append(value)
-            r.metrics.update({metric_name(g, "pass@1_anchor"): float(np.mean(v)) for g, v in by_group.items()})
-        out.append(r)
-    return out
-
-
 def forecast_at(run: Run, preset: Preset, horizon: float, config: ForecastConfig) -> dict[str, TaskForecast]:
     """Every group's forecast from the saves up to ``horizon`` of the budget."""
-    cut = int(np.searchsorted(run.steps, horizon * run.spec.steps + 1e-9, side="right"))
-    records = _anchor_records(run, cut, preset.anchor_every)
-    schedule = lr_lambda(run.spec, preset)
-    budget = Budget(max_steps=run.spec.steps, lr=[preset.lr * schedule(s) for s in range(run.spec.steps + 1)])
-    predictions = RunHistory(RunStore(run.path / "evalcast")).predictions()
-    groups_of = {q: record_groups(t, get_task(t).domain) for q, t in zip(run.ids, run.tasks)}
-    inputs, reason = build_inputs(records, list(GROUPS), budget, predictions, groups_of, config)
-    if not inputs:
-        raise RuntimeError(f"{run.name}: no forecast inputs: {reason}")
-    out = {}
-    for task_inputs in inputs:
-        probe = {q: v for q, v in (task_inputs.probe_per_question or {}).items() if np.isfinite(v).any()}
-        task_inputs = dataclasses.replace(task_inputs, probe_per_question=probe or None)
-        out[task_inputs.name] = forecast_task(task_inputs, config)
-    return out
+    return {t.name: forecast_task(t, config) for t in run_inputs(run, preset, cut_at(run, horizon), GROUPS, config)}
 
 
 def _case(result: TaskForecast, truth: float) -> dict[str, Any]:
@@ -144,3 +107,9 @@ def forecast_section(per_run: list[dict[str, Any]], preset: Preset) -> dict[str,
         "fans": {c["run"]: r["fans"] for r in per_run for c in r["cases"][:1] if c["run"] in FAN_RUNS},
         "targets": {"mae@0.25": 0.05, "mae@0.1": 0.10, "vs_loss_twostep": 0.5, "coverage80": [0.7, 0.9]},
     }
+
+
+def forecast_headline(work: Path, preset: Preset) -> dict[str, Any]:
+    """Issue 12's figures: held-out runs forecast with references (``loo``, ``smaller``) and without (``none``),
+    by horizon; see :mod:`benchmarks.ladder.refforecasts`."""
+    return refforecasts.forecast_headline(work, preset)

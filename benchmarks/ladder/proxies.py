@@ -17,8 +17,23 @@ from benchmarks.ladder.config import TASKS
 from benchmarks.ladder.measures import OPEN, interp_log, nanmean, orientation, rank_score, spearman
 from benchmarks.ladder.runs import Run
 
-PROXIES = ("nll", "top1", "log_rank", "prob", "entropy", "greedy_match", "answer_match", "bpb", "pair_accuracy",
-           "pass@1_probe", "nll.rarity", "top1.rarity", "nll.answer", "top1.answer", "prob.traj")
+PROXIES = (
+    "nll",
+    "top1",
+    "log_rank",
+    "prob",
+    "entropy",
+    "greedy_match",
+    "answer_match",
+    "bpb",
+    "pair_accuracy",
+    "pass@1_probe",
+    "nll.rarity",
+    "top1.rarity",
+    "nll.answer",
+    "top1.answer",
+    "prob.traj",
+)
 LOSSES = ("val_loss", "val_loss_mix", "train_loss")
 """``val_loss``: the common held-out text, the fair loss baseline; ``val_loss_mix`` (each run's own mix, filler
 included) and ``train_loss`` are kept for comparison only."""
@@ -59,8 +74,13 @@ def within_run(runs: list[Run], signs: dict[str, float]) -> dict[str, Any]:
         return {g: {m: nanmean(per_run[n][g][m] for n in names) for m in metrics} for g in GROUPS}
 
     held, tune = ([r.name for r in healthy(runs, h)] for h in (True, False))
-    return {"runs": per_run, "mean_heldout": mean(held), "mean_tuning": mean(tune), "heldout_runs": held,
-            "tuning_runs": tune}
+    return {
+        "runs": per_run,
+        "mean_heldout": mean(held),
+        "mean_tuning": mean(tune),
+        "heldout_runs": held,
+        "tuning_runs": tune,
+    }
 
 
 def compute_grid(runs: list[Run], points: int) -> np.ndarray:
@@ -87,21 +107,44 @@ def ranking(runs: list[Run], points: int, signs: dict[str, float]) -> dict[str, 
     truth, rho, mean, used = {}, {}, {}, {}
     for g in GROUPS:
         truth[g] = [[interp_log(c, r.compute, r.true_pass(g)) for r in runs] for c in grid]
-        rho[g] = {m: [rank_score([orientation(m, signs) * interp_log(c, r.compute, r.metric(g, m)) for r in runs],
-                                 truth[g][i]) for i, c in enumerate(grid)] for m in metrics}
+        rho[g] = {
+            m: [
+                rank_score(
+                    [orientation(m, signs) * interp_log(c, r.compute, r.metric(g, m)) for r in runs], truth[g][i]
+                )
+                for i, c in enumerate(grid)
+            ]
+            for m in metrics
+        }
         keep = [i for i in range(len(grid)) if not math.isnan(rank_score(truth[g][i], truth[g][i]))]
         used[g] = keep
         mean[g] = {m: float(np.mean([rho[g][m][i] for i in keep])) if keep else math.nan for m in metrics}
-    final = {g: {m: rank_score([orientation(m, signs) * r.metric(g, m)[-1] for r in runs],
-                               [r.true_pass(g)[-1] for r in runs]) for m in metrics} for g in GROUPS}
-    return {"runs": [r.name for r in runs], "compute": grid.tolist(), "true_pass": truth, "spearman": rho,
-            "points_used": {g: len(v) for g, v in used.items()}, "point_indices_used": used, "mean": mean,
-            "final_checkpoints": final}
+    final = {
+        g: {
+            m: rank_score(
+                [orientation(m, signs) * r.metric(g, m)[-1] for r in runs], [r.true_pass(g)[-1] for r in runs]
+            )
+            for m in metrics
+        }
+        for g in GROUPS
+    }
+    return {
+        "runs": [r.name for r in runs],
+        "compute": grid.tolist(),
+        "true_pass": truth,
+        "spearman": rho,
+        "points_used": {g: len(v) for g, v in used.items()},
+        "point_indices_used": used,
+        "mean": mean,
+        "final_checkpoints": final,
+    }
 
 
 def best(means: dict[str, float], candidates: tuple[str, ...] = PROXIES) -> str | None:
     """The candidate with the highest finite mean (first in ``candidates`` order on a tie)."""
-    finite = [(means.get(m, math.nan), -i, m) for i, m in enumerate(candidates) if math.isfinite(means.get(m, math.nan))]
+    finite = [
+        (means.get(m, math.nan), -i, m) for i, m in enumerate(candidates) if math.isfinite(means.get(m, math.nan))
+    ]
     return max(finite)[2] if finite else None
 
 
@@ -110,5 +153,9 @@ def matched_compute(runs: list[Run], points: int, signs: dict[str, float]) -> di
     named best is the one ranking the *tuning* runs best (group ``all``), then scored on the held-out runs."""
     tuning, heldout = ranking(healthy(runs, False), points, signs), ranking(healthy(runs, True), points, signs)
     chosen = best(tuning.get("mean", {}).get("all", {}))
-    return {"heldout": heldout, "tuning": tuning, "best_proxy": chosen,
-            "best_proxy_chosen_on": "tuning runs (highest mean ρ, group all)"}
+    return {
+        "heldout": heldout,
+        "tuning": tuning,
+        "best_proxy": chosen,
+        "best_proxy_chosen_on": "tuning runs (highest mean ρ, group all)",
+    }

@@ -1,4 +1,4 @@
-"""The ``evalcast`` command line: ``demo``, ``score``, ``check``, ``report``, ``cache``."""
+"""The ``evalcast`` command line: ``demo``, ``score``, ``check``, ``report``, ``forecast``, ``cache``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forecast(args: argparse.Namespace) -> int:
+    import json
+
+    from evalcast.cli.forecast import forecast_saved_run, forecast_table
+
+    try:
+        step, results = forecast_saved_run(args.run_dir, args.references or (), args.at_step)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"evalcast forecast: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"step": step, "groups": results}, indent=1, allow_nan=False, default=str))
+    else:
+        print(forecast_table(step, results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalcast", description="Forecast downstream accuracy while an LLM trains.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -159,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="the run directory the Monitor wrote (holds history.jsonl)")
     report.add_argument("--out", default=None, help="output directory (default: RUN_DIR/report)")
     report.set_defaults(run=_report)
+
+    forecast = commands.add_parser("forecast", help="re-forecast a run from its history cut at a step")
+    forecast.add_argument("run_dir", help="the run directory the Monitor wrote (finished or not)")
+    forecast.add_argument("--references", nargs="+", metavar="DIR", help="run directories of reference runs "
+                          "(the same expert set)")
+    forecast.add_argument("--at-step", type=int, default=None, help="forecast from the checkpoints up to this "
+                          "step (default: all of them)")
+    forecast.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    forecast.set_defaults(run=_forecast)
 
     cache = commands.add_parser("cache", help="tokenize an expert set once and cache it")
     cache.add_argument("experts", help="expert set file (.jsonl, .json, .parquet)")

@@ -13,13 +13,22 @@ anchor (``ForecastConfig.choice_accuracy``), and its floor is the mean of 1/K un
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from evalcast.errors import ErrorPolicy
-from evalcast.forecast import Anchor, Checkpoints, ForecastConfig, Schedule, TaskForecast, TaskInputs, forecast_run
+from evalcast.forecast import (
+    Anchor,
+    Checkpoints,
+    ForecastConfig,
+    ReferenceSet,
+    Schedule,
+    TaskForecast,
+    TaskInputs,
+    forecast_run,
+)
 from evalcast.forecast.results import refused
 from evalcast.monitor.config import Budget
 from evalcast.monitor.evaluation import Evaluation
@@ -137,21 +146,27 @@ class ForecastStep:
     name = "forecast"
 
     def __init__(self, config: ForecastConfig, groups: Sequence[str], groups_of: Mapping[str, Sequence[str]],
-                 choice: Mapping[str, ChoiceGroup] | None = None, policy: ErrorPolicy = ErrorPolicy()) -> None:
+                 choice: Mapping[str, ChoiceGroup] | None = None, policy: ErrorPolicy = ErrorPolicy(),
+                 references: Callable[[Sequence[str]], Mapping[str, ReferenceSet]] | None = None) -> None:
         self.config, self.groups, self.groups_of, self.policy = config, list(groups), groups_of, policy
         self.choice = dict(choice or {})
+        self.references = references
+        """Prepared reference runs per group (:class:`evalcast.monitor.saved.References`), when given."""
 
     def due(self, history: RunHistory) -> bool:
         return len(history.records()) % self.config.every == 0
 
-    def run(self, evaluation: Evaluation, history: RunHistory, budget: Budget) -> None:
+    def run(self, evaluation: Evaluation, history: RunHistory, budget: Budget, n_params: float | None = None) -> None:
         record = evaluation.record
         assert record is not None
         records = [*(r for r in history.before(record.step) if r.ok), record]
         inputs, reason = build_inputs(records, self.groups, budget, history.predictions(), self.groups_of,
                                       self.config, self.choice)
-        results = (forecast_run(inputs, self.config, policy=self.policy) if inputs
-                   else refused_everywhere(self.groups, "no_budget", reason))
+        if inputs:
+            references = self.references(self.groups) if self.references is not None else None
+            results = forecast_run(inputs, self.config, references, n_params, policy=self.policy)
+        else:
+            results = refused_everywhere(self.groups, "no_budget", reason)
         x_name = run_axis(records)[1]
         for group, result in results.items():
             evaluation.metrics.update(forecast_metrics(group, result))

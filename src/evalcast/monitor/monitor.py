@@ -50,6 +50,7 @@ from evalcast.monitor.forecast_step import ForecastStep, forecast_groups
 from evalcast.monitor.local import LocalPlan, LocalResult, LocalWork, forward_local, prepare_local
 from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_arrays, merge
 from evalcast.monitor.probe_step import ProbeStep
+from evalcast.monitor.saved import References, forecast_meta
 from evalcast.probe import ProbeConfig
 from evalcast.proxy.aggregate import GroupIndex, metric_name
 from evalcast.proxy.choices import choice_groups
@@ -83,16 +84,26 @@ class Monitor:
     alerts: rules evaluated at every checkpoint (early stop, regression, data mix); off unless given.
     on_alert: callables that receive every alert raised, on every rank (e.g. to re-weight a sampler).
     name: distinguishes several monitors in one job (store keys, checkpoint state).
+    references: run directories of earlier runs on the same expert set (pilots, other sizes, finished or
+        not); forecasts transfer the proxy's decay shape and the accuracy link from them
+        (``docs/forecasting.md``). A run on another expert set is refused here, with ``ValueError``.
+    n_params: the model's non-embedding parameter count, recorded for runs that use this one as a
+        reference; counted from the model (parameters outside ``nn.Embedding`` modules) when not given
+        in a single-process job.
     """
 
     def __init__(self, experts: ExpertSet, *, run_dir: str | Path | None = None,
                  config: MonitorConfig = MonitorConfig(), trackers: Sequence[Tracker] = (),
                  budget: Budget = Budget(), anchors: AnchorConfig | None = None, probe: ProbeConfig | None = None,
                  forecast: ForecastConfig | None = ForecastConfig(), alerts: Sequence[AlertRule] = (),
-                 on_alert: Sequence[Callable[[Alert], None]] = (), name: str = "evalcast") -> None:
+                 on_alert: Sequence[Callable[[Alert], None]] = (), name: str = "evalcast",
+                 references: Sequence[str | Path] = (), n_params: int | None = None) -> None:
         self.experts, self.config, self.name, self.budget, self.anchors = experts, config, name, budget, anchors
         if anchors is not None:
             check_scorer_tasks(anchors.scorer, experts.tasks, "AnchorConfig.scorer")
+        self.n_params = n_params
+        if references and forecast is None:
+            raise ValueError("Monitor(references=...) needs forecasts: give forecast=ForecastConfig(...), not None")
         self.policy = ErrorPolicy(strict=config.strict)
         self.groups = GroupIndex.build(experts)
         self.user_trackers: list[Tracker] = list(trackers)
@@ -108,9 +119,10 @@ class Monitor:
         if anchors is not None or probe is not None:
             rows = anchor_questions(experts, anchors.questions if anchors else 256)
             self.probe = ProbeStep(experts, rows, probe or ProbeConfig())
+        refs = References(references, experts.fingerprint, forecast) if references and forecast else None
         self.forecast = None if forecast is None else ForecastStep(
             forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {},
-            choice_groups(experts, self.groups), self.policy)
+            choice_groups(experts, self.groups), self.policy, None if refs is None else refs.for_groups)
         self.alerts = AlertStep(alerts) if alerts else None
         self._history: RunHistory | None = None
         self._exchange: Exchange | None = None
@@ -200,6 +212,8 @@ class Monitor:
                                   max_tokens=ctx.max_tokens or self.budget.max_tokens)
         if self._history is None:
             self.bind_run_dir("evalcast_run")
+        if self.n_params is None and self.exchange.world_size == 1:
+            self.n_params = non_embedding_parameters(unwrap(model))
         self._round += 1
         started = time.perf_counter()
         timeout = self.config.timeout_s
@@ -317,7 +331,8 @@ class Monitor:
                 {TABLE: record_preview(self.experts, questions, ctx.step, history.store)}))
         if self.forecast is not None and self.forecast.due(history):
             forecast = self.forecast
-            self._run_step(forecast.name, evaluation, lambda: forecast.run(evaluation, history, self.budget))
+            self._run_step(forecast.name, evaluation,
+                           lambda: forecast.run(evaluation, history, self.budget, self.n_params))
         if self.alerts is not None:
             alerts = self.alerts
             self._run_step(alerts.name, evaluation, lambda: alerts.run(evaluation, history))
@@ -348,8 +363,9 @@ class Monitor:
         assert self._history is not None
         history = self._history
         with self.policy.guard(f"writing step {ctx.step}"):
-            if history.store.read_meta() is None:
-                history.store.write_meta(self._meta())
+            meta, fields = history.store.read_meta(), self._forecast_meta()
+            if meta is None or any(meta.get(k) != v for k, v in fields.items()):  # e.g. the budget became known
+                history.store.write_meta({**(meta or self._meta()), **fields})
             self._records()
             if not evaluation.ok:
                 evaluation.record = Record(step=ctx.step, status="skipped", tokens_seen=ctx.tokens_seen,
@@ -373,6 +389,17 @@ class Monitor:
                 "evaluation_questions": self.experts.n_evaluation,
                 "host": socket.gethostname(), "created": time.time(), "torch": torch.__version__}
 
+    def _forecast_meta(self) -> dict[str, Any]:
+        forecast = self.forecast
+        return forecast_meta(self.budget, self.n_params, forecast.groups_of if forecast else {},
+                             forecast.groups if forecast else [], forecast.config if forecast else None)
+
     def close(self) -> None:
         """Finish the trackers (each finishes only a run or writer it opened itself)."""
         self.trackers.finish()
+
+
+def non_embedding_parameters(model: nn.Module) -> int:
+    """Parameters outside ``nn.Embedding`` modules (a head tied to the embedding counted once, as embedding)."""
+    embedding = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embedding)
