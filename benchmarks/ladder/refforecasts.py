@@ -7,7 +7,8 @@ task), with three sets of references: ``loo`` (every other run of the preset), `
 smaller model size) and ``none``. The references are prepared (proxy choice, shared decay shape, link,
 conformal quantiles) from those runs only, so no cross-run choice sees the target run. The dropped-task run
 is neither a target nor a reference (its mix changes half-way). Baselines (last value, loss two-step,
-prior-only, pilot-ratio) are scored on the cases where evalcast published; ``mae_all_with_fallback`` scores every case, a refusal at the last-value
+prior-only, pilot-ratio) are scored on the cases where evalcast published;
+``mae_all_with_fallback`` scores every case, a refusal at the last-value
 forecast.
 """
 
