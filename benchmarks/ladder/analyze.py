@@ -41,14 +41,14 @@ from benchmarks.ladder.speed import SMOKE, SpeedConfig, measure
 SPEED = "ladder_speed.json"
 
 
-def forecast_part(work: Path, preset: Preset) -> tuple[dict[str, Any] | None, list[str]]:
+def forecast_part(work: Path, preset: Preset, settings: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """The forecast figures from ``forecasts.forecast_headline(work, preset)`` (held-out runs, by reference
     setting and horizon) and its notes; ``None`` with a note while that function does not exist or fails."""
     make = getattr(forecast_module, "forecast_headline", None)
     if make is None:
         return None, ["forecast: null: benchmarks/ladder/forecasts.py has no forecast_headline(work, preset) yet"]
     try:
-        result = dict(make(work, preset))
+        result = dict(make(work, preset, **settings))
     except Exception as error:  # a broken forecast study must not lose the other sections' figures
         return None, [f"forecast: null: forecast_headline failed: {type(error).__name__}: {error}"]
     notes = [str(n) for n in result.pop("notes", [])]
@@ -56,7 +56,7 @@ def forecast_part(work: Path, preset: Preset) -> tuple[dict[str, Any] | None, li
 
 
 def analyze_and_write(work: Path, results: Path, preset: Preset, console: Console, *, with_speed: bool,
-                      timing: dict[str, float]) -> dict[str, Any]:
+                      timing: dict[str, float], forecast: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every section, written to ``results/ladder.json`` with the plots beside it; prints the headline."""
     results.mkdir(parents=True, exist_ok=True)
     found = load_runs(work)
@@ -79,7 +79,7 @@ def analyze_and_write(work: Path, results: Path, preset: Preset, console: Consol
                    "within_run": within_run(runs, signs),
                    "matched_compute": matched_compute(runs, preset.compute_points, signs)}
         drop = dropped_task(runs, signs, alerts["data_mix"])
-        forecast, extra_notes = forecast_part(work, preset)
+        forecast, extra_notes = forecast_part(work, preset, forecast or {})
         probes = {name: [j.result() for j in tqdm(jobs, desc=f"probe {name}", leave=False)]
                   for name, jobs in probe_jobs.items()}
         speed = speed_job.result() if speed_job is not None else _stored_speed(results)
@@ -136,6 +136,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="run directories (default benchmarks/ladder/runs/<preset>)")
     parser.add_argument("--results", type=Path, help="default: benchmarks/results (full), <work>/results (smoke)")
     parser.add_argument("--speed", action="store_true", help="also measure speed.py (else read ladder_speed.json)")
+    parser.add_argument("--forecast-modes", nargs="+", choices=("loo", "smaller", "none"),
+                        help="reference settings of the forecast study (default all three)")
+    parser.add_argument("--forecast-max-references", type=int,
+                        help="at most this many references per target (nearest in size first; default all)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     preset = PRESETS[args.preset]()
@@ -145,7 +149,9 @@ def main() -> None:
     previous = results / "ladder.json"  # re-analysing the same runs: keep the training wall time they took
     train_s = json.loads(previous.read_text()).get("timing", {}).get("train_s") if previous.exists() else None
     analyze_and_write(work, results, preset, console, with_speed=args.speed,
-                      timing={"started": time.perf_counter(), "train_s": train_s})
+                      timing={"started": time.perf_counter(), "train_s": train_s},
+                      forecast={k: v for k, v in {"modes": tuple(args.forecast_modes or ()),
+                                                  "max_references": args.forecast_max_references}.items() if v})
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def forecast_section(per_run: list[dict[str, Any]], preset: Preset) -> dict[str,
     }
 
 
-def forecast_headline(work: Path, preset: Preset) -> dict[str, Any]:
+def forecast_headline(work: Path, preset: Preset, **settings: Any) -> dict[str, Any]:
     """Issue 12's figures: held-out runs forecast with references (``loo``, ``smaller``) and without (``none``),
-    by horizon; see :mod:`benchmarks.ladder.refforecasts`."""
-    return refforecasts.forecast_headline(work, preset)
+    by horizon (``settings``: ``modes``, ``max_references``); see :mod:`benchmarks.ladder.refforecasts`."""
+    return refforecasts.forecast_headline(work, preset, **settings)

@@ -221,9 +221,17 @@ def headline(
     return clean(out)
 
 
-def forecast_headline(work: Path, preset: Preset) -> dict[str, Any]:
-    """``{"loo"|"smaller"|"none": {"10"|"25"|"50": summary}, "notes": [...]}`` for ``ladder.json``."""
-    return evaluate(work, preset, Settings(config=ForecastConfig(n_bootstrap=preset.n_bootstrap)))[0]
+def forecast_headline(work: Path, preset: Preset, modes: tuple[str, ...] = MODES,
+                      max_references: int | None = None) -> dict[str, Any]:
+    """``{"loo"|"smaller"|"none": {"10"|"25"|"50": summary}, "notes": [...]}`` for ``ladder.json``; a mode left
+    out (for time) is ``None`` with a note."""
+    settings = Settings(tuple(modes), max_references, ForecastConfig(n_bootstrap=preset.n_bootstrap))
+    out = evaluate(work, preset, settings)[0]
+    for mode in MODES:
+        if mode not in modes:
+            out[mode] = None
+            out["notes"].append(f"{mode}: not run (analyze.py --forecast-modes left it out, for time)")
+    return out
 
 
 def main() -> None:
