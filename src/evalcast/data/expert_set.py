@@ -153,7 +153,9 @@ class ExpertSet:
                 kinds.append(kind)
                 categories.append(category)
         if not any(k == EXPERT for k in kinds):
-            raise ExpertSetError("no row survived tokenization", hint=f"{len(self.report.skipped)} skipped.")
+            reasons = "; ".join(self.report.skipped[:3])
+            raise ExpertSetError("no row survived tokenization",
+                                 hint=f"{len(self.report.skipped)} skipped, e.g. {reasons}.")
         return self._assemble(seqs, record_index, kinds, categories, counts)
 
     def _assemble(self, seqs: list[Tokenized], record_index: list[int], kinds: list[int], categories: list[str],
