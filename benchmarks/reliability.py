@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("WANDB_SILENT", "true")
 
-from benchmarks.reliability import crash, fuzz, hostile, outage  # noqa: E402
+from benchmarks.reliability_checks import crash, fuzz, hostile, outage  # noqa: E402
 from evalcast.generate import sandbox  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "reliability.json"
@@ -66,20 +66,29 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     started = time.perf_counter()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"complete": False}
+
+    def save() -> None:  # after every harness, so a stopped run still leaves what it measured
+        out["seconds"] = round(time.perf_counter() - started, 1)
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps(out, indent=2) + "\n")
     out.update(fuzz.run(*(100, 50, 50) if args.quick else (800, 300, 300)))
+    save()
     print("fuzz", {k: out[k] for k in ("fuzz_cases", "fuzz_unexpected", "fuzz_hangs")}, flush=True)
     kills = crash.run(10 if args.quick else 60, seed=0)
     out.update({k: kills[k] for k in ("kill_points", "kill_resumes", "kill_corrupt_dirs", "kill_history_mismatches")})
     out["kill_failures"] = kills["failures"]
+    save()
     print("crash", kills, flush=True)
     box = hostile.run()
     out.update(box)
+    save()
     print("sandbox", box["sandbox_cases"], box["sandbox_escapes"], box["sandbox_escaped"], flush=True)
     trackers = outage.run()
     out.update({k: trackers[k] for k in ("tracker_outage_runs", "tracker_outage_failed_runs",
                                          "tracker_outage_lost_metrics")})
     out["tracker_outage_problems"] = trackers["problems"]
+    save()
     print("outage", trackers, flush=True)
     caught: dict[str, bool] = {}
     for mutation in crash.MUTATIONS:
@@ -89,9 +98,8 @@ def main() -> None:
     for mutation, case in (("tracker_no_timeout", ("tensorboard", "block")), ("tracker_unguarded", ("mlflow", "raise"))):
         caught[mutation] = outage.run(mutation, cases=(case,))["tracker_outage_failed_runs"] > 0
     out.update(mutations=len(caught), mutations_caught=sum(caught.values()), mutation_results=caught)
-    out["seconds"] = round(time.perf_counter() - started, 1)
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(out, indent=2) + "\n")
+    out["complete"] = True
+    save()
     print(json.dumps({k: v for k, v in out.items() if not isinstance(v, (dict, list))}, indent=2))
 
 

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 import evalcast.monitor.monitor as monitor_module  # noqa: E402
 import evalcast.runs.store as store_module  # noqa: E402
-from benchmarks.reliability.common import batch, tiny_model, tiny_setup  # noqa: E402
+from benchmarks.reliability_checks.common import batch, tiny_model, tiny_setup  # noqa: E402
 from evalcast import Monitor, MonitorConfig  # noqa: E402
 from evalcast.runs import Record, RunHistory, RunStore  # noqa: E402
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from benchmarks.reliability.common import batch, tiny_model, tiny_setup  # noqa: E402
+from benchmarks.reliability_checks.common import batch, tiny_model, tiny_setup  # noqa: E402
 from evalcast import Monitor, MonitorConfig  # noqa: E402
 from evalcast.runs import RunStore  # noqa: E402
 from evalcast.trackers import base as tracker_base  # noqa: E402

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 
 import evalcast  # noqa: E402
-from benchmarks.reliability.common import tiny_setup  # noqa: E402
+from benchmarks.reliability_checks.common import tiny_setup  # noqa: E402
 from evalcast import Monitor  # noqa: E402
 from evalcast.data import ExpertSet, load_records  # noqa: E402
 from evalcast.runs import Record, RunStore  # noqa: E402
