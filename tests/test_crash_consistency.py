@@ -1,5 +1,5 @@
 """Crash consistency: kill -9 during evaluations and run-store commits, resume, and the run directory is
-whole and equal to the uninterrupted run (a few kill points of ``benchmarks/reliability/crash.py``)."""
+whole and equal to the uninterrupted run (a few kill points of ``benchmarks/reliability_checks/crash.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reliability import crash  # noqa: E402
+from benchmarks.reliability_checks import crash  # noqa: E402
 from evalcast.runs import Record, RunStore  # noqa: E402
 
 DETERMINISTIC = ("history", "arrays", "json", "replace", "eval")  # no timed kills: the same points every run

@@ -1,6 +1,6 @@
 """Malformed input: ~100 generated expert files, configurations and damaged run directories each end in a
 clear ValueError-family error naming the file (or load as documented); the full run is
-``benchmarks/reliability/fuzz.py``."""
+``benchmarks/reliability_checks/fuzz.py``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reliability import fuzz  # noqa: E402
+from benchmarks.reliability_checks import fuzz  # noqa: E402
 from evalcast.data import ExpertSetError, load_records  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Tracker outage: a tracker that raises or hangs on every call never stops training, never loses a
 metric from the run directory, and is reported once, not per step (real backends in
-``benchmarks/reliability/outage.py``; here fakes, since a hang cannot be caused otherwise)."""
+``benchmarks/reliability_checks/outage.py``; here fakes, since a hang cannot be caused otherwise)."""
 
 from __future__ import annotations
 
