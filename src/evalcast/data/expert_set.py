@@ -192,7 +192,9 @@ class ExpertSet:
                 categories.append(category)
                 choice.append(k)
         if not any(k == EXPERT for k in kinds):
-            raise ExpertSetError("no row survived tokenization", hint=f"{len(self.report.skipped)} skipped.")
+            reasons = "; ".join(self.report.skipped[:3])
+            raise ExpertSetError("no row survived tokenization",
+                                 hint=f"{len(self.report.skipped)} skipped, e.g. {reasons}.")
         self.report.format = checker.finish(on_unknown)
         return self._assemble(seqs, record_index, kinds, categories, choice, counts)
 

@@ -188,6 +188,9 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
         if not isinstance(value, str):
             raise err(name, f"must be a string, got {type(value).__name__}")
         texts[name] = value
+    for name, value in texts.items():
+        if not _unicode(value):
+            raise err(name, "not valid Unicode (a lone surrogate such as \\ud800)", "Fix the text's encoding.")
     if not choices and not texts["solution"].strip():
         raise err("solution", "empty solution", "Every row needs a non-empty expert trajectory.")
     if not texts["prompt"].strip():
@@ -202,6 +205,8 @@ def parse_record(row: Mapping[str, Any], fields: FieldMap, *, source: str, line:
             raise err("domain", f"invalid domain path {row[fields.domain]!r}", "Use slash paths like 'math/algebra'.")
     raw_id = row.get(fields.id)
     record_id = str(raw_id) if raw_id is not None else f"{task}/{line}"
+    if not _unicode(record_id):
+        raise err("id", "not valid Unicode (a lone surrogate such as \\ud800)")
     weight = row.get(fields.weight, 1.0)
     if weight is None:
         weight = 1.0
@@ -237,6 +242,8 @@ def _optional_str(row: Mapping[str, Any], key: str, err: Any, name: str) -> str 
         return str(value)
     if not isinstance(value, str):
         raise err(name, f"must be a string, got {type(value).__name__}")
+    if not _unicode(value):
+        raise err(name, "not valid Unicode (a lone surrogate such as \\ud800)")
     return value
 
 
@@ -255,8 +262,19 @@ def _negatives(value: Any, err: Any) -> tuple[Negative, ...]:
             raise err("negatives", f"item {i} must be a string or {{'text': ..., 'category': ...}}")
         if not text.strip():
             raise err("negatives", f"item {i} is empty")
+        if not (_unicode(text) and _unicode(category)):
+            raise err("negatives", f"item {i} is not valid Unicode (a lone surrogate such as \\ud800)")
         out.append(Negative(text=text, category=category))
     return tuple(out)
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (JSON can carry lone surrogates, which tokenizers refuse)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -300,8 +318,15 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
+    with opener(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield str(path), number, ExpertSetError(
+                    f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})", source=str(path),
+                    line=number, hint="Save the file as UTF-8.")
+                continue
             if not text.strip():
                 continue
             try:
@@ -313,8 +338,14 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
 
 
 def _iter_json(path: Path) -> Iterator[tuple[str, int, Any]]:
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ExpertSetError(f"not valid UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})", source=str(path),
+                             line=raw.count(b"\n", 0, exc.start) + 1, hint="Save the file as UTF-8.") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ExpertSetError(f"malformed JSON ({exc.msg})", source=str(path), line=exc.lineno) from None
     if isinstance(data, Mapping) and isinstance(data.get("data"), list):

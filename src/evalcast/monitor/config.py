@@ -27,6 +27,9 @@ class MonitorConfig:
     """Re-raise evalcast's own errors instead of logging them and skipping the save (tests, debugging)."""
     timeout_s: float = 600.0
     """How long rank 0 waits for the other ranks' results before skipping the save."""
+    tracker_timeout_s: float = 30.0
+    """Longest wait for one tracker call (W&B, MLflow ...); a tracker that hangs longer is skipped until it
+    answers, and training goes on (the run directory keeps every metric)."""
     save_examples: bool = True
     """Keep per-example statistics of every checkpoint in the run directory."""
     save_features: bool = False
@@ -37,7 +40,7 @@ class MonitorConfig:
 
     def __post_init__(self) -> None:
         check_config(self, max_tokens=at_least(1), pad_multiple=at_least(1), max_batch_size=at_least(1),
-                     timeout_s=above(0))
+                     timeout_s=above(0), tracker_timeout_s=above(0))
 
 
 @dataclass(frozen=True)

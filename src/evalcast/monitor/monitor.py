@@ -108,7 +108,7 @@ class Monitor:
         self.groups = GroupIndex.build(experts)
         self.user_trackers: list[Tracker] = list(trackers)
         self.framework_trackers: list[Tracker] = []
-        self.trackers = CompositeTracker(self.user_trackers, self.policy)
+        self.trackers = CompositeTracker(self.user_trackers, self.policy, config.tracker_timeout_s)
         self.alert_hooks = list(on_alert)
         self.session = uuid.uuid4().hex[:12]
         self.last: Evaluation | None = None

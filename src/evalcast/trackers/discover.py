@@ -35,6 +35,9 @@ class LazyTracker(Tracker):
         state = "unresolved" if self._tracker is None else repr(self._tracker)
         return f"LazyTracker({self.what}: {state})"
 
+    def prepare(self) -> None:
+        self.tracker.prepare()
+
     def log(self, metrics: Mapping[str, float], *, step: int) -> None:
         self.tracker.log(metrics, step=step)
 

@@ -83,6 +83,13 @@ class MlflowTracker(Tracker):
             self._run_id = active.info.run_id if active is not None else self._create_run()
         return self._run_id
 
+    def prepare(self) -> None:
+        """Take the active run here: MLflow keeps it per thread, and calls run on a worker thread."""
+        if self._run_id is None and self._reuse_active:
+            active = mlflow.active_run()
+            if active is not None:
+                self._run_id = active.info.run_id
+
     def _create_run(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment_name)
         exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(

@@ -1,0 +1,115 @@
+"""Reliability in one command: fuzzing, kill -9 crash consistency, hostile sandbox programs, tracker outages,
+and deliberate breakage ("mutations") each harness must catch. Writes ``benchmarks/results/reliability.json``.
+
+    python benchmarks/reliability.py            # ~10 min on two idle cores
+    python benchmarks/reliability.py --quick    # fewer cases, for a smoke check
+
+Mutations (each must make its harness report a failure): crash harness: a torn history line left in
+place, meta/state written in place, the record written before its arrays, a rewind ignored; sandbox: no
+audit guard and no rlimits on a fork bomb, no wall-clock limit on a sleeping program, no process-group
+kill on a daemon; trackers: no deadline on a hanging tracker, no guard around a raising one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("WANDB_SILENT", "true")
+
+from benchmarks.reliability_checks import crash, fuzz, hostile, outage
+from evalcast.generate import sandbox
+
+RESULT = Path(__file__).parent / "results" / "reliability.json"
+
+
+def sandbox_mutations() -> dict[str, bool]:
+    """Each weakened sandbox must let its hostile program escape or overrun (the harness sees it)."""
+    caught = {}
+    base = sandbox.SandboxConfig(timeout_s=5.0, cpu_s=3, memory_mb=512, workers=1)
+    real_limits, real_kill = sandbox._limits, sandbox._feed_and_wait
+    sandbox._plan.cache_clear()
+    sandbox._limits = lambda config, count_processes: {}  # no rlimits at all
+    weak = hostile.run(replace(base, audit_guard=False, timeout_s=60.0), ["unguarded fork bomb", "memory bomb"])
+    caught["sandbox_no_rlimits"] = (
+        weak["sandbox_results"]["memory bomb"]["reason"] == "passed" or weak["sandbox_escapes"] > 0
+    )
+    sandbox._limits = real_limits
+
+    def no_group_kill(proc: Any, payload: bytes, timeout: float) -> bool:
+        assert proc.stdin is not None
+        proc.stdin.write(payload + b"\n")
+        proc.stdin.flush()
+        proc.wait()
+        return False
+
+    sandbox._feed_and_wait = no_group_kill
+    real_kill_uid = sandbox._kill_uid
+    sandbox._kill_uid = lambda uid: None
+    sandbox._plan.cache_clear()
+    real_plan = sandbox._plan
+    sandbox._plan = lambda *a: replace(real_plan(*a), prefix=())  # no pid namespace either
+    weak = hostile.run(replace(base, audit_guard=False), ["unguarded daemon via fork"])
+    caught["sandbox_no_group_kill"] = weak["sandbox_escapes"] > 0
+    sandbox._feed_and_wait, sandbox._kill_uid, sandbox._plan = real_kill, real_kill_uid, real_plan
+    return caught
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    started = time.perf_counter()
+    out: dict[str, Any] = {"complete": False}
+
+    def save() -> None:  # after every harness, so a stopped run still leaves what it measured
+        out["seconds"] = round(time.perf_counter() - started, 1)
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps(out, indent=2) + "\n")
+
+    out.update(fuzz.run(*(100, 50, 50) if args.quick else (800, 300, 300)))
+    save()
+    print("fuzz", {k: out[k] for k in ("fuzz_cases", "fuzz_unexpected", "fuzz_hangs")}, flush=True)
+    kills = crash.run(10 if args.quick else 60, seed=0)
+    out.update({k: kills[k] for k in ("kill_points", "kill_resumes", "kill_corrupt_dirs", "kill_history_mismatches")})
+    out["kill_failures"] = kills["failures"]
+    save()
+    print("crash", kills, flush=True)
+    box = hostile.run()
+    out.update(box)
+    save()
+    print("sandbox", box["sandbox_cases"], box["sandbox_escapes"], box["sandbox_escaped"], flush=True)
+    trackers = outage.run()
+    out.update(
+        {k: trackers[k] for k in ("tracker_outage_runs", "tracker_outage_failed_runs", "tracker_outage_lost_metrics")}
+    )
+    out["tracker_outage_problems"] = trackers["problems"]
+    save()
+    print("outage", trackers, flush=True)
+    caught: dict[str, bool] = {}
+    for mutation in crash.MUTATIONS:
+        result = crash.run(8 if args.quick else 16, seed=2, mutation=mutation)
+        caught[mutation] = result["kill_corrupt_dirs"] + result["kill_history_mismatches"] > 0
+    caught.update(sandbox_mutations())
+    for mutation, case in (
+        ("tracker_no_timeout", ("tensorboard", "block")),
+        ("tracker_unguarded", ("mlflow", "raise")),
+    ):
+        caught[mutation] = outage.run(mutation, cases=(case,))["tracker_outage_failed_runs"] > 0
+    out.update(mutations=len(caught), mutations_caught=sum(caught.values()), mutation_results=caught)
+    out["complete"] = True
+    save()
+    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, (dict, list))}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
