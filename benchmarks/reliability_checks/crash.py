@@ -131,7 +131,7 @@ class _TornFile:
 
 
 def _arm(counter: _Counter) -> None:
-    real_open, real_replace, real_local = io.open, os.replace, monitor_module.run_local
+    real_open, real_replace, real_local = io.open, os.replace, monitor_module.forward_local
 
     def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         fh = real_open(file, mode, *args, **kwargs)
@@ -143,7 +143,7 @@ def _arm(counter: _Counter) -> None:
             _die()
         real_replace(src, dst, *args, **kwargs)
 
-    def run_local(*args: Any, **kwargs: Any) -> Any:
+    def forward_local(*args: Any, **kwargs: Any) -> Any:
         out = real_local(*args, **kwargs)
         if counter.hit("eval"):
             _die()
@@ -151,7 +151,7 @@ def _arm(counter: _Counter) -> None:
 
     builtins.open = io.open = open_  # type: ignore[assignment]
     os.replace = replace
-    monitor_module.run_local = run_local
+    monitor_module.forward_local = forward_local
 
 
 def _key(record: Record) -> tuple[Any, ...]:
