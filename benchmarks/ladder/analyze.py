@@ -39,6 +39,8 @@ from benchmarks.ladder.runs import Run, load_runs
 from benchmarks.ladder.speed import SMOKE, SpeedConfig, measure
 
 SPEED = "ladder_speed.json"
+#: References per forecast target (nearest in size first): all 18 would take hours on 2 cores.
+FORECAST_MAX_REFERENCES = 4
 
 
 def forecast_part(work: Path, preset: Preset, settings: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
@@ -79,7 +81,8 @@ def analyze_and_write(work: Path, results: Path, preset: Preset, console: Consol
                    "within_run": within_run(runs, signs),
                    "matched_compute": matched_compute(runs, preset.compute_points, signs)}
         drop = dropped_task(runs, signs, alerts["data_mix"])
-        forecast, extra_notes = forecast_part(work, preset, forecast or {})
+        settings = {"max_references": FORECAST_MAX_REFERENCES, **(forecast or {})}
+        forecast, extra_notes = forecast_part(work, preset, settings)
         probes = {name: [j.result() for j in tqdm(jobs, desc=f"probe {name}", leave=False)]
                   for name, jobs in probe_jobs.items()}
         speed = speed_job.result() if speed_job is not None else _stored_speed(results)
@@ -139,7 +142,8 @@ def main() -> None:
     parser.add_argument("--forecast-modes", nargs="+", choices=("loo", "smaller", "none"),
                         help="reference settings of the forecast study (default all three)")
     parser.add_argument("--forecast-max-references", type=int,
-                        help="at most this many references per target (nearest in size first; default all)")
+                        help="at most this many references per target (nearest in size first; "
+                             f"default {FORECAST_MAX_REFERENCES})")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     preset = PRESETS[args.preset]()
