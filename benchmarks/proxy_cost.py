@@ -53,7 +53,7 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from evalcast.data import ExpertRecord, ExpertSet
+    from evalcast.data import ExpertRecord, ExpertSet, PromptConfig, TokenizeConfig
     from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
 
     torch.manual_seed(0)
@@ -68,7 +68,8 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
         records.append(ExpertRecord(prompt=" ".join(f"w{t}" for t in ids[:32]),
                                     solution=" " + " ".join(f"w{t}" for t in ids[32:]), id=str(i)))
     experts = ExpertSet(records, tok, cache_dir=Path(os.environ.get("TMPDIR", "/tmp")) / "evalcast-bench-cache",
-                        progress=False)
+                        progress=False,  # the solution starts with its own space: no separator token
+                        config=TokenizeConfig(prompt_format=PromptConfig(separator="")))
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.6875),
                          num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=hidden // 128,
                          max_position_embeddings=seq, tie_word_embeddings=False)
