@@ -15,8 +15,9 @@ import torch
 import torch.distributed as dist
 from tokenizers.processors import TemplateProcessing
 
+from evalcast.data.files import load_records
 from evalcast.data.formatting import PromptConfig
-from evalcast.data.records import ExpertRecord, load_records
+from evalcast.data.records import ExpertRecord
 from evalcast.generate import (
     DecodeConfig,
     ExactMatchScorer,

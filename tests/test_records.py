@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalcast.data import ExpertRecord, ExpertSetError, load_records, write_jsonl
-from evalcast.data.records import LoadReport
+from evalcast.data.files import LoadReport
 
 GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from evalcast.data.files import load_records
 from evalcast.data.formatting import render_prompt
-from evalcast.data.records import GSM8K_ANSWER, load_records
+from evalcast.data.records import GSM8K_ANSWER
 from evalcast.tasks import (
     CATEGORIES,
     CHARSET,

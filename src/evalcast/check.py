@@ -17,8 +17,9 @@ from typing import Literal
 import numpy as np
 
 from evalcast.data.expert_set import ExpertSet
+from evalcast.data.files import LoadReport, load_records
 from evalcast.data.formatting import render_prompt
-from evalcast.data.records import ExpertSetError, FieldMap, LoadReport, load_records
+from evalcast.data.records import ExpertSetError, FieldMap
 from evalcast.data.table import EXPERT
 from evalcast.data.tokenize import TokenizeConfig
 from evalcast.generate import CodeExecutionScorer, DecodeConfig, GenerativeResult, ScorerSpec, evaluate_generative

@@ -14,15 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evalcast.data.records import (
-    ExpertRecord,
-    ExpertSetError,
-    FieldMap,
-    LoadReport,
-    OnInvalid,
-    iter_raw_rows,
-    parse_record,
-)
+from evalcast.data.files import LoadReport, iter_raw_rows
+from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, OnInvalid, parse_record
 
 PREFIX = "eval:"
 

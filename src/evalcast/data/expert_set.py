@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from evalcast.data.batching import BatchPlan, plan_batches
 from evalcast.data.checks import FormatChecker, FormatReport, OnUnknown, apply_format_report
 from evalcast.data.evaluation import as_evaluation, load_evaluation
-from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, LoadReport, OnInvalid, load_records
+from evalcast.data.files import LoadReport, load_records
+from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, OnInvalid
 from evalcast.data.table import CHOICE, EVAL, EXPERT, NEGATIVE, TokenTable
 from evalcast.data.tokenize import (
     OverlongError,

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, iter_raw_rows, parse_record
+from evalcast.data.files import iter_raw_rows
+from evalcast.data.records import ExpertRecord, ExpertSetError, FieldMap, parse_record
 from evalcast.tasks.negatives import attach_negatives
 
 #: Default locations, relative to the working directory (the repository root).

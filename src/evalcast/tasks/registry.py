@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from evalcast.data.records import write_jsonl
+from evalcast.data.files import write_jsonl
 from evalcast.tasks.add import ADD
 from evalcast.tasks.base import TaskFamily
 from evalcast.tasks.chain import CHAIN
@@ -30,7 +30,7 @@ def write_task_suite(out_dir: str | Path, tasks: Sequence[str] | None = None, n_
                      difficulties: Sequence[int] | None = None) -> dict[str, Path]:
     """Write ``<out_dir>/<task>.jsonl`` held-out expert sets (evenly spread over difficulties).
 
-    Returns ``{task: path}``. The files load back with :func:`evalcast.data.records.load_records`.
+    Returns ``{task: path}``. The files load back with :func:`evalcast.data.files.load_records`.
     """
     families = [get_task(name) for name in (tasks or TASKS)]
     return {family.name: write_jsonl(family.sample(n_per_task, seed, difficulties, negatives=negatives),
