@@ -220,7 +220,7 @@ def test_same_step_twice_is_evaluated_once(model, experts, tmp_path):
 
 def test_strict_skip_without_exception_raises_evaluation_skipped(model, experts, tmp_path):
     monitor = Monitor(experts, run_dir=tmp_path, config=MonitorConfig(strict=True))
-    monitor._conclude = lambda *a: Evaluation(Decision(ok=False, reason="rank 1: no result"))  # rank 0 fails
+    monitor.rank_zero.conclude = lambda *a: Evaluation(Decision(ok=False, reason="rank 1: no result"))  # rank 0 fails
     with pytest.raises(EvaluationSkipped, match="rank 1: no result"):
         monitor.evaluate(model, 1)
 

@@ -19,7 +19,7 @@ from evalcast.monitor import AnchorConfig, Budget, Decision, Evaluation, Trainin
 from evalcast.monitor.saved import forecast_meta, read_run
 from evalcast.proxy import metric_name
 from evalcast.runs import AnchorSummary, Record, RunStore
-from tests.conftest import arithmetic_records
+from evalcast.toy import arithmetic_records
 
 FAST = ForecastConfig(n_bootstrap=60, clusters=ClusterConfig(enabled=False), proxies=("nll", "prob"))
 QUESTIONS = 400
@@ -90,8 +90,9 @@ def monitored(family, add_ids, big_experts, reference_dirs, tmp_path_factory) ->
                       anchors=AnchorConfig(questions=QUESTIONS), references=reference_dirs,
                       n_params=int(target.spec.n_params))
     evaluation = Evaluation(Decision(ok=True), record=records[-1])
-    monitor.forecast.run(evaluation, monitor._history, monitor.budget, monitor.n_params)
-    monitor._commit(evaluation, TrainingContext(step=records[-1].step, tokens_seen=records[-1].tokens_seen))
+    monitor.forecast.run(evaluation, monitor.rank_zero.history, monitor.budget, monitor.n_params)
+    monitor.rank_zero.commit(evaluation, TrainingContext(step=records[-1].step, tokens_seen=records[-1].tokens_seen),
+                             monitor.budget, monitor.n_params)
     return monitor, evaluation.record
 
 

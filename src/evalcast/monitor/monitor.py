@@ -12,9 +12,9 @@
                                     the anchor questions; anchor generation on this rank's share of them
                                     (an exception here is caught: the payload becomes the error)
     every rank    exchange.gather   payloads → rank 0 (a missing payload after timeout_s = failure)
-    rank 0        conclude          proxies and pairs, then the steps: probe, forecasts, alerts → a Decision
+    rank 0        RankZero.conclude proxies and pairs, then the steps: probe, forecasts, alerts → a Decision
     every rank    exchange.agree    one Decision for all ranks (skip, stop training, alerts)
-    rank 0        commit            the record and its arrays to the run directory, then the trackers
+    rank 0        RankZero.commit   the record and its arrays to the run directory, then the trackers
 
 Every error path runs under the monitor's :class:`~evalcast.errors.ErrorPolicy`: nothing raises into the
 training loop unless ``strict=True``, and every rank returns the same decision. One exception: the model's
@@ -24,7 +24,6 @@ own forward raising on one rank of a sharded model (:class:`ShardedForwardError`
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,30 +31,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
 from torch import nn
 
 from evalcast.alerts import Alert, AlertRule
 from evalcast.data.expert_set import ExpertSet
-from evalcast.data.table import EXPERT
 from evalcast.errors import ErrorPolicy
 from evalcast.forecast import ForecastConfig
 from evalcast.generate import check_scorer_tasks
 from evalcast.monitor.alert_step import AlertStep
 from evalcast.monitor.anchors import AnchorConfig, anchor_due, anchor_questions, needs_synced_generation
 from evalcast.monitor.config import Budget, MonitorConfig, TrainingContext
-from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped, ShardedForwardError, publish
+from evalcast.monitor.evaluation import Evaluation, EvaluationSkipped, ShardedForwardError
 from evalcast.monitor.exchange import Decision, Exchange, Ready, make_exchange, readiness_problems
 from evalcast.monitor.forecast_step import ForecastStep, forecast_groups
 from evalcast.monitor.local import LocalPlan, LocalResult, LocalWork, forward_local, prepare_local
-from evalcast.monitor.merging import checkpoint_metrics, cost_metrics, example_arrays, merge
 from evalcast.monitor.probe_step import ProbeStep
-from evalcast.monitor.saved import References, forecast_meta
+from evalcast.monitor.rank_zero import RankZero
+from evalcast.monitor.saved import References
 from evalcast.probe import ProbeConfig
-from evalcast.proxy.aggregate import GroupIndex, metric_name
+from evalcast.proxy.aggregate import GroupIndex
 from evalcast.proxy.choices import choice_groups
 from evalcast.runs import Record, RunHistory, RunStore
-from evalcast.runs.preview import TABLE, record_preview
 from evalcast.stats.forward import ModelForwardError
 from evalcast.stats.head import check_compatible, unwrap
 from evalcast.stats.isolation import isolated
@@ -124,7 +120,8 @@ class Monitor:
             forecast, forecast_groups(self.groups, experts.tasks), self.probe.live.groups if self.probe else {},
             choice_groups(experts, self.groups), self.policy, None if refs is None else refs.for_groups)
         self.alerts = AlertStep(alerts) if alerts else None
-        self._history: RunHistory | None = None
+        self.rank_zero = RankZero(experts, self.groups, config, self.policy, self.session, self.trackers, self.probe,
+                                  self.forecast, self.alerts)
         self._exchange: Exchange | None = None
         self._round = 0
         self._decided: dict[int, Evaluation] = {}
@@ -141,7 +138,7 @@ class Monitor:
                 f"{store.path} holds an evalcast run on another expert set (fingerprint "
                 f"{str(meta.get('expert_set'))[:12]} vs {self.experts.fingerprint[:12]}); its metrics would not "
                 "be comparable. Use a new run_dir.")
-        self._history = RunHistory(store, on_load=[self.probe.restore] if self.probe is not None else [])
+        self.rank_zero.history = RunHistory(store, on_load=[self.probe.restore] if self.probe is not None else [])
         return store
 
     def use_framework_trackers(self, trackers: Sequence[Tracker]) -> None:
@@ -155,7 +152,8 @@ class Monitor:
 
     @property
     def store(self) -> RunStore | None:
-        return None if self._history is None else self._history.store
+        history = self.rank_zero.history
+        return None if history is None else history.store
 
     @property
     def run_dir(self) -> Path | None:
@@ -178,8 +176,8 @@ class Monitor:
     def rewind(self, step: int) -> None:
         """Training resumed from the checkpoint at ``step``: later records belong to a lost future."""
         self._decided = {s: e for s, e in self._decided.items() if s <= step}
-        if self._history is not None and self.is_main:
-            self._history.rewind(step)
+        if self.rank_zero.history is not None and self.is_main:
+            self.rank_zero.history.rewind(step)
 
     def state_dict(self) -> dict[str, Any]:
         """What a trainer checkpoint keeps of the monitor (the run directory holds the rest)."""
@@ -210,7 +208,7 @@ class Monitor:
         if ctx.max_steps is not None or ctx.max_tokens is not None:  # the loop knows its budget
             self.budget = replace(self.budget, max_steps=ctx.max_steps or self.budget.max_steps,
                                   max_tokens=ctx.max_tokens or self.budget.max_tokens)
-        if self._history is None:
+        if self.rank_zero.history is None:
             self.bind_run_dir("evalcast_run")
         if self.n_params is None and self.exchange.world_size == 1:
             self.n_params = non_embedding_parameters(unwrap(model))
@@ -233,13 +231,14 @@ class Monitor:
             assert work is not None
             local, error = self._forward(unwrap(model), work, ctx)
             payloads = self._gather("payload", local, timeout)
-            evaluation = self._conclude(payloads, ctx, plan, started) if payloads is not None else None
+            evaluation = None if payloads is None else self.rank_zero.conclude(payloads, ctx, plan.anchor, started,
+                                                                               self.budget, self.n_params)
             skip = Decision(ok=False, reason="rank 0 decided nothing in time")
             decision = self._agree("decision", evaluation.decision if evaluation else None, 2 * timeout, skip)
         if evaluation is None or decision != evaluation.decision:
             evaluation = Evaluation(decision)
         if self.is_main:
-            self._commit(evaluation, ctx)
+            self.rank_zero.commit(evaluation, ctx, self.budget, self.n_params)
         for alert in decision.alerts:
             for hook in self.alert_hooks:
                 with self.policy.guard(f"alert hook {hook!r}"):
@@ -267,7 +266,7 @@ class Monitor:
 
     def _plan(self, ctx: TrainingContext) -> _Plan:
         with self.policy.guard(f"planning step {ctx.step}", reraise=False) as failure:
-            records = self._records()
+            records = self.rank_zero.records()
             return _Plan(anchor=self.anchors is not None and anchor_due(self.anchors, ctx.step, records))
         return _Plan(skip=f"rank 0: {failure.message}")
 
@@ -301,98 +300,6 @@ class Monitor:
                     f"step {ctx.step} on rank {rank} of a sharded model; the other ranks wait in a collective this "
                     "rank will not join, so training cannot continue safely (see docs/guarantees.md)") from error
         return LocalResult(rank=rank, error=f"rank {rank}: {type(error).__name__}: {error}"), error
-
-    # ---------------------------------------------------------------- rank 0
-    def _conclude(self, payloads: list[LocalResult | None], ctx: TrainingContext, plan: _Plan,
-                  started: float) -> Evaluation:
-        """Rank 0: merge the shards and compute everything; a failure of the core becomes a skip."""
-        problems = [p.error if p is not None else f"rank {r}: no result within {self.config.timeout_s:.0f} s"
-                    for r, p in enumerate(payloads) if p is None or p.error]
-        if problems:
-            return Evaluation(Decision(ok=False, reason="; ".join(str(p) for p in problems)))
-        done = [p for p in payloads if p is not None]
-        with self.policy.guard(f"aggregating step {ctx.step} (this save is skipped)", reraise=False) as failure:
-            merged = merge(done, self.experts.table.n_seq)
-            names = self.config.stats.names
-            metrics = checkpoint_metrics(self.experts, self.groups, names, merged)
-            evaluation = Evaluation(Decision(ok=True), record=self._record(ctx, metrics),
-                                    examples=example_arrays(self.experts, names, merged))
-        if failure:
-            return Evaluation(Decision(ok=False, reason=f"rank 0: {failure.message}"))
-        history = self._history
-        assert history is not None
-        if self.probe is not None:
-            probe = self.probe
-            self._run_step(probe.name, evaluation, lambda: probe.run(evaluation, done, plan.anchor, history,
-                                                                     self.config.save_features))
-        questions = [q for p in done for q in p.anchor_questions]
-        if plan.anchor and questions and history.store.read_preview() is None:
-            self._run_step("preview", evaluation, lambda: evaluation.tables.update(
-                {TABLE: record_preview(self.experts, questions, ctx.step, history.store)}))
-        if self.forecast is not None and self.forecast.due(history):
-            forecast = self.forecast
-            self._run_step(forecast.name, evaluation,
-                           lambda: forecast.run(evaluation, history, self.budget, self.n_params))
-        if self.alerts is not None:
-            alerts = self.alerts
-            self._run_step(alerts.name, evaluation, lambda: alerts.run(evaluation, history))
-        evaluation.metrics.update(cost_metrics(done, merged.tokens, started))
-        return evaluation
-
-    def _run_step(self, name: str, evaluation: Evaluation, run: Callable[[], None]) -> None:
-        """Run one rank-0 step; its failure is recorded and logged, the proxies still count."""
-        assert evaluation.record is not None
-        started = time.perf_counter()
-        with self.policy.guard(f"{name} at step {evaluation.record.step}") as failure:
-            run()
-        if failure:
-            evaluation.record.errors[name] = failure.message
-        evaluation.metrics[metric_name("cost", f"{name}_seconds")] = time.perf_counter() - started
-
-    def _record(self, ctx: TrainingContext, metrics: dict[str, float]) -> Record:
-        return Record(step=ctx.step, tokens_seen=ctx.tokens_seen, epoch=ctx.epoch, time=time.time(),
-                      session=self.session, train=dict(ctx.train), metrics=metrics)
-
-    def _records(self) -> list[Record]:
-        """Rank 0's records of the run (the probe is restored whenever they are (re)loaded)."""
-        assert self._history is not None
-        return self._history.records()
-
-    def _commit(self, evaluation: Evaluation, ctx: TrainingContext) -> None:
-        """Rank 0: write the record (or the skip) and publish it; a failure here is logged, never raised."""
-        assert self._history is not None
-        history = self._history
-        with self.policy.guard(f"writing step {ctx.step}"):
-            meta, fields = history.store.read_meta(), self._forecast_meta()
-            if meta is None or any(meta.get(k) != v for k, v in fields.items()):  # e.g. the budget became known
-                history.store.write_meta({**(meta or self._meta()), **fields})
-            self._records()
-            if not evaluation.ok:
-                evaluation.record = Record(step=ctx.step, status="skipped", tokens_seen=ctx.tokens_seen,
-                                           time=time.time(), session=self.session, reason=evaluation.decision.reason)
-                evaluation.examples = None
-                if self.probe is not None:  # an anchor added to the probe before the decision was lost
-                    history.invalidate()
-                logger.warning("evalcast: step %d skipped: %s", ctx.step, evaluation.decision.reason)
-            assert evaluation.record is not None
-            history.append(evaluation.record, evaluation.examples if self.config.save_examples else None)
-            if evaluation.ok:
-                publish(evaluation, self.trackers, ctx.step)
-
-    def _meta(self) -> dict[str, Any]:
-        table = self.experts.table
-        return {"expert_set": self.experts.fingerprint, "tokenizer": self.experts.tokenizer_fingerprint,
-                "rows": len(self.experts), "tasks": self.experts.tasks, "groups": self.groups.groups,
-                "tokens_scored": int(table.scored_lengths[table.kind == EXPERT].sum()),
-                "weightings": self.experts.weighting_names, "stats": list(self.config.stats.names),
-                "anchor_questions": None if self.probe is None else self.probe.live.ids,
-                "evaluation_questions": self.experts.n_evaluation,
-                "host": socket.gethostname(), "created": time.time(), "torch": torch.__version__}
-
-    def _forecast_meta(self) -> dict[str, Any]:
-        forecast = self.forecast
-        return forecast_meta(self.budget, self.n_params, forecast.groups_of if forecast else {},
-                             forecast.groups if forecast else [], forecast.config if forecast else None)
 
     def close(self) -> None:
         """Finish the trackers (each finishes only a run or writer it opened itself)."""
