@@ -4,6 +4,7 @@ the corrected settings pass with examples, a length histogram and a trial anchor
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -68,3 +69,22 @@ def test_score_cli_takes_a_scorer_and_a_separator(saved, capsys, monkeypatch, tm
     assert preview["rows"][0]["prompt"].startswith("what is") and len(preview["rows"]) == 3
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['nosuchtask'\]"):
         main([*args[:-1], str(tmp_path / "run2"), "--scorer", "nosuchtask=numeric"])
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--fields", "prompt"], r"'prompt' is not FIELD=COLUMN"),
+    (["--fields", "prompt=question,=answer"], r"'=answer' is not FIELD=COLUMN"),
+    (["--scorer", "nosuchkind:"], r"--scorer 'nosuchkind:': use exact"),
+    (["--scorer", "exact", "--scorer", "numeric"], r"either one scorer for every task or TASK=SPEC"),
+])
+def test_malformed_input_options_are_usage_errors_before_anything_runs(option, message, capsys, tmp_path) -> None:
+    """A malformed --fields or --scorer stops at argument parsing (exit 2, the option named), for every command
+    that takes it, before a model or expert file is opened (none exists here)."""
+    for command in (["check", "x.jsonl", "--model", str(tmp_path)], ["score", str(tmp_path), "--experts", "x.jsonl"],
+                    ["cache", "x.jsonl", "--tokenizer", str(tmp_path)]):
+        if command[0] == "cache" and option[0] == "--scorer":
+            continue
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, *option])
+        assert exit_info.value.code == 2
+        assert re.search(message, capsys.readouterr().err)

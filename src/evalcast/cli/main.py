@@ -22,9 +22,8 @@ def _cache(args: argparse.Namespace) -> int:
 
     from evalcast.data import ExpertSet, TokenizeConfig
 
-    fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, cache_dir=args.cache_dir,
+    experts = ExpertSet.from_file(args.experts, tokenizer, fields=args.fields, cache_dir=args.cache_dir,
                                   config=TokenizeConfig(max_length=args.max_length), on_invalid=args.on_invalid)
     print(f"{experts!r}\n{experts.report.summary()}\ncache: {experts.cache_path}")
     for line in experts.report.skipped[:20]:
@@ -35,26 +34,19 @@ def _cache(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from evalcast.cli.scorers import parse_scorers
     from evalcast.data import ExpertSet, PromptConfig, TokenizeConfig
     from evalcast.generate import DecodeConfig
     from evalcast.offline import score_checkpoints
 
-    try:
-        scorer = parse_scorers(args.scorer)
-    except ValueError as exc:
-        print(f"evalcast score: {exc}", file=sys.stderr)
-        return 2
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoints[0])
-    fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     fmt = PromptConfig(separator=_unescape(args.separator))
-    experts = ExpertSet.from_file(args.experts, tokenizer, fields=fields, on_invalid=args.on_invalid,
+    experts = ExpertSet.from_file(args.experts, tokenizer, fields=args.fields, on_invalid=args.on_invalid,
                                   config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
                                   evaluation=args.evaluation or ())
     decode = DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                           batch_size=args.batch_size, progress=False)
     monitor = score_checkpoints(args.checkpoints, experts, args.run_dir, generate=args.generate,
-                                questions=args.questions, decode=decode, device=args.device, scorer=scorer)
+                                questions=args.questions, decode=decode, device=args.device, scorer=args.scorer)
     for record in monitor.history():
         line = f"step {record.step:>8}  {record.status:<7}  nll {record.value('all', 'nll'):.4f}"
         if record.has("all", "pass@1_anchor"):
@@ -66,20 +58,13 @@ def _score(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from evalcast.check import check_experts
-    from evalcast.cli.scorers import parse_scorers
     from evalcast.data import PromptConfig, TokenizeConfig
     from evalcast.generate import DecodeConfig
 
-    try:
-        scorer = parse_scorers(args.scorer)
-    except ValueError as exc:
-        print(f"evalcast check: {exc}", file=sys.stderr)
-        return 2
-    fields = dict(item.split("=", 1) for item in args.fields.split(",")) if args.fields else None
     fmt = PromptConfig(separator=_unescape(args.separator), chat_template=args.chat_template)
     report = check_experts(args.experts, args.model, tokenizer_dir=args.tokenizer, questions=args.questions,
-                           fields=fields, config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
-                           scorer=scorer, device=args.device,
+                           fields=args.fields, config=TokenizeConfig(prompt_format=fmt, max_length=args.max_length),
+                           scorer=args.scorer, device=args.device,
                            decode=DecodeConfig(max_new_tokens=args.max_new_tokens, stop=tuple(args.stop or ()),
                                                progress=False))
     print(report.render())
@@ -89,6 +74,34 @@ def _check(args: argparse.Namespace) -> int:
 def _unescape(text: str) -> str:
     """A separator given with escapes on the command line (``\\n`` is a newline)."""
     return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def field_mapping(text: str) -> dict[str, str]:
+    """``--fields prompt=question,solution=answer`` as a mapping (an argparse ``type``)."""
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    bad = [key + sep + value for key, sep, value in pairs if not (key.strip() and sep and value.strip())]
+    if bad or not pairs:
+        raise argparse.ArgumentTypeError(f"{bad[0] if bad else text!r} is not FIELD=COLUMN; give pairs separated by "
+                                         "commas, e.g. prompt=question,solution=answer")
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _add_input_options(parser: argparse.ArgumentParser, scorer_help: str | None = None) -> None:
+    """``--fields`` (every command that reads an expert file) and, with ``scorer_help``, ``--scorer``."""
+    parser.add_argument("--fields", type=field_mapping, metavar="FIELD=COLUMN,...",
+                        help="field mapping, e.g. prompt=question,solution=answer")
+    if scorer_help is not None:
+        parser.add_argument("--scorer", action="append", metavar="[TASK=]SPEC", help=scorer_help)
+
+
+def _parse_scorer_option(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Replace the repeated ``--scorer`` texts by one scorer spec, or exit with argparse's usage error."""
+    from evalcast.cli.scorers import parse_scorers
+
+    try:
+        args.scorer = parse_scorers(args.scorer)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -134,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score saved checkpoints (from_pretrained dirs) into a run directory")
     score.add_argument("checkpoints", nargs="+", help="checkpoint directories (ordered by training step)")
     score.add_argument("--experts", required=True, help="expert set file (.jsonl, .json, .parquet)")
-    score.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
+    _add_input_options(score, scorer_help=(
+        "how --generate judges completions: exact, exact:REGEX, numeric, numeric:REGEX, code, MODULE:NAME or "
+        "FILE.py:NAME (a Scorer or a function (record, completion) -> bool); TASK=SPEC per task, repeatable "
+        "(default: code tests, else the row's answer_pattern, else GSM8K '#### answer')"))
     score.add_argument("--run-dir", default="evalcast_scores", help="run directory (default: ./evalcast_scores)")
     score.add_argument("--tokenizer", help="tokenizer directory (default: the first checkpoint's)")
     score.add_argument("--generate", action="store_true", help="also run the generative evaluation (pass@1)")
@@ -142,11 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
                                             "instead of the expert rows")
     score.add_argument("--questions", type=int, default=256, help="questions for --generate (default 256)")
     score.add_argument("--max-new-tokens", type=int, default=256)
-    score.add_argument("--scorer", action="append", metavar="[TASK=]SPEC",
-                       help="how --generate judges completions: exact, exact:REGEX, numeric, numeric:REGEX, code, "
-                            "MODULE:NAME or FILE.py:NAME (a Scorer or a function (record, completion) -> bool); "
-                            "TASK=SPEC per task, repeatable (default: code tests, else the row's answer_pattern, "
-                            "else GSM8K '#### answer')")
     score.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
     score.add_argument("--batch-size", type=int, default=16, help="generation batch size")
     score.add_argument("--separator", default="\\n",
@@ -161,11 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", required=True, help="saved model directory (from_pretrained)")
     check.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
     check.add_argument("--questions", type=int, default=8, help="questions for the trial anchor (default 8)")
-    check.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
+    _add_input_options(check, scorer_help="as for 'evalcast score'")
     check.add_argument("--separator", default="\\n",
                        help="text between prompt and solution, with escapes (default '\\n'; '' for none)")
     check.add_argument("--chat-template", action="store_true", help="render prompts with the chat template")
-    check.add_argument("--scorer", action="append", metavar="[TASK=]SPEC", help="as for 'evalcast score'")
     check.add_argument("--max-length", type=int, default=None)
     check.add_argument("--max-new-tokens", type=int, default=128)
     check.add_argument("--stop", action="append", help="stop string for generation (repeatable)")
@@ -189,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="tokenize an expert set once and cache it")
     cache.add_argument("experts", help="expert set file (.jsonl, .json, .parquet)")
     cache.add_argument("--tokenizer", required=True, help="tokenizer directory (from_pretrained)")
-    cache.add_argument("--fields", help="field mapping, e.g. prompt=question,solution=answer")
+    _add_input_options(cache)
     cache.add_argument("--max-length", type=int, default=None)
     cache.add_argument("--cache-dir", default=None)
     cache.add_argument("--on-invalid", choices=["error", "skip"], default="error")
@@ -198,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "scorer", None) is not None:
+        _parse_scorer_option(parser, args)
     return int(args.run(args))
 
 
