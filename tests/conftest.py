@@ -12,24 +12,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import pytest
 import torch
 
-from evalcast.data import ExpertRecord, ExpertSet, Negative
-from evalcast.toy import char_tokenizer, tiny_gpt2
+from evalcast.data import ExpertSet
+from evalcast.toy import arithmetic_records, char_tokenizer, tiny_gpt2
 
 torch.set_num_threads(1)
-
-
-def arithmetic_records(n: int = 24, seed: int = 0) -> list[ExpertRecord]:
-    """Two small tasks with worked solutions, a domain tree and one flawed negative per row."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        a, b = rng.randint(1, 49), rng.randint(1, 49)
-        task, op, value = ("add", "+", a + b) if i % 2 else ("sub", "-", a - b)
-        solution = f"{a}{op}{b}={value}\n#### {value}"
-        rows.append(ExpertRecord(prompt=f"what is {a}{op}{b}?", solution=solution, task=task, id=f"{task}-{i}",
-                                 domain=f"math/{task}",
-                                 negatives=(Negative(solution.replace(str(value), str(value + 1)), "wrong_answer"),)))
-    return rows
 
 
 def training_texts(n: int = 256, seed: int = 1) -> list[str]:

@@ -15,8 +15,7 @@ from safetensors.torch import load_file
 
 from evalcast import ExpertSet, Monitor
 from evalcast.runs import RunStore
-from evalcast.toy import tiny_gpt2
-from tests.conftest import arithmetic_records
+from evalcast.toy import arithmetic_records, tiny_gpt2
 from tests.guarantee import MUTATIONS
 
 SCRIPTS = Path(__file__).resolve().parent / "distributed"

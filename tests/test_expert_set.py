@@ -8,8 +8,7 @@ from tokenizers import processors
 
 from evalcast.data import EXPERT, NEGATIVE, ExpertRecord, ExpertSet, ExpertSetError, PromptConfig, TokenizeConfig
 from evalcast.data.batching import plan_batches
-from evalcast.toy import char_tokenizer
-from tests.conftest import arithmetic_records
+from evalcast.toy import arithmetic_records, char_tokenizer
 
 
 def decoded_solution(es: ExpertSet, i: int) -> str:

@@ -9,21 +9,18 @@ in-process ``simple_evaluate`` with ``HFLM``; its default target delimiter " " i
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from evalcast.data import ExpertRecord, ExpertSet
+from evalcast.data import ExpertSet
 from evalcast.monitor import Monitor
 from evalcast.proxy.aggregate import metric_name
 from evalcast.tasks import get_task, training_text
-from evalcast.toy import char_tokenizer, tiny_gpt2
+from tests.lmeval_utils import lmeval_samples, offline, train_and_save
 
-lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a dev dependency (pip install evalcast[lmeval])")
+pytest.importorskip("lm_eval", reason="lm-eval is a dev dependency (pip install evalcast[lmeval])")
 
 TASK = "evalcast_mc_crosscheck"
 
@@ -31,45 +28,14 @@ TASK = "evalcast_mc_crosscheck"
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train 120 plain-torch steps on mc_add training texts of levels 2-3; return the saved folder."""
-    tokenizer = char_tokenizer()
-    family = get_task("mc_add")
-    train = family.sample(300, seed=5, difficulties=[2, 3], split="train")
-    rng = random.Random(0)
-    with torch.random.fork_rng():
-        model = tiny_gpt2(tokenizer, n_layer=2, n_embd=48, n_head=2, n_positions=64, seed=0)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-        model.train()
-        for _ in range(120):
-            lines = [" ".join(training_text(r) + "." for r in rng.choices(train, k=4))[:32] for _ in range(16)]
-            batch = torch.tensor([tokenizer(line.ljust(32))["input_ids"] for line in lines])
-            loss = model(input_ids=batch, labels=batch).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    folder = tmp_path_factory.mktemp("mc_model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    train = get_task("mc_add").sample(300, seed=5, difficulties=[2, 3], split="train")
+    return train_and_save(tmp_path_factory.mktemp("mc_model"),
+                          lambda rng: [" ".join(training_text(r) + "." for r in rng.choices(train, k=4))
+                                       for _ in range(16)], steps=120, width=32)
 
 
-def _lmeval_samples(folder: Path, records: list[ExpertRecord], scratch: Path) -> dict[str, dict]:
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
-    data = scratch / "mc.jsonl"
-    data.write_text("".join(json.dumps({"id": r.id, "question": r.prompt, "choices": list(r.choices),
-                                        "gold": r.gold}) + "\n" for r in records))
-    tasks = scratch / "tasks"
-    tasks.mkdir()
-    (tasks / f"{TASK}.yaml").write_text(f"""task: {TASK}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-  cache_dir: {scratch / "datasets_cache"}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{question}}}}"
+TASK_BODY = """output_type: multiple_choice
+doc_to_text: "{{question}}"
 doc_to_choice: choices
 doc_to_target: gold
 metric_list:
@@ -79,28 +45,21 @@ metric_list:
   - metric: acc_norm
     aggregation: mean
     higher_is_better: true
-metadata: {{version: 1.0}}
-""")
-    lm = HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=8)
-    out = lm_eval.simple_evaluate(model=lm, tasks=[TASK], task_manager=TaskManager(include_path=str(tasks)),
-                                  log_samples=True, verbosity="WARNING")
-    assert out is not None
-    return {s["doc"]["id"]: s for s in out["samples"][TASK]}
+"""
 
 
 def test_acc_and_acc_norm_equal_lm_eval(saved_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.setenv(name, "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    offline(monkeypatch, tmp_path)
     records = get_task("mc_add").sample(40, seed=9, difficulties=[2, 3])
 
     model = AutoModelForCausalLM.from_pretrained(saved_model)
     tokenizer = AutoTokenizer.from_pretrained(saved_model)
     experts = ExpertSet(records, tokenizer, cache_dir=tmp_path / "cache", progress=False)
     evaluation = Monitor(experts, run_dir=tmp_path / "run", forecast=None).step(model, step=1)
-    theirs = _lmeval_samples(saved_model, records, tmp_path)
+    rows = [{"id": r.id, "question": r.prompt, "choices": list(r.choices), "gold": r.gold} for r in records]
+    theirs = lmeval_samples(saved_model, TASK, rows, TASK_BODY, tmp_path)
 
     assert set(theirs) == {r.id for r in records}
     examples = evaluation.examples

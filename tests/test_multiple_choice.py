@@ -21,8 +21,7 @@ from evalcast.monitor.forecast_step import build_inputs
 from evalcast.proxy.aggregate import metric_name
 from evalcast.proxy.choices import ACCURACIES, CHOICE_PROXIES
 from evalcast.tasks import CHOICE_TASKS, get_task, training_text
-from evalcast.toy import tiny_gpt2
-from tests.conftest import arithmetic_records
+from evalcast.toy import arithmetic_records, tiny_gpt2
 
 MMLU_ROWS = [{"question": "2+2=", "choices": ["3", "4", "5", "22"], "answer": 1},
              {"question": "9+1=", "choices": ["10", "91"], "answer": 0}]

@@ -10,8 +10,7 @@ from evalcast.cli.main import main
 from evalcast.data import write_jsonl
 from evalcast.offline import read_checkpoint
 from evalcast.runs import RunStore
-from evalcast.toy import tiny_gpt2
-from tests.conftest import arithmetic_records
+from evalcast.toy import arithmetic_records, tiny_gpt2
 from tests.hf_utils import make_trainer
 
 

@@ -7,6 +7,7 @@ No model hub is needed: the tokenizer is a character-level BPE without merges bu
 
 from __future__ import annotations
 
+import random
 import string
 from typing import Any
 
@@ -19,6 +20,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
+
+from evalcast.data import ExpertRecord, Negative
 
 DEFAULT_ALPHABET = string.ascii_lowercase + string.ascii_uppercase + string.digits + " \n+-*/=.,:;#()[]<>?!'_"
 SPECIAL = ("<pad>", "<eos>", "<unk>")
@@ -94,3 +97,18 @@ class TextDataset:
         stacked = {key: torch.stack([item[key] for item in batch]) for key in batch[0]}
         width = -(-int(stacked["attention_mask"].sum(1).max()) // 8) * 8
         return {key: value[:, :width] for key, value in stacked.items()}
+
+
+def arithmetic_records(n: int = 24, seed: int = 0) -> list[ExpertRecord]:
+    """``n`` expert rows of two tasks (``add``, ``sub``) with worked solutions (``#### answer``), a domain tree
+    (``math/add``, ``math/sub``) and one flawed negative (the answer off by one) per row."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 49), rng.randint(1, 49)
+        task, op, value = ("add", "+", a + b) if i % 2 else ("sub", "-", a - b)
+        solution = f"{a}{op}{b}={value}\n#### {value}"
+        rows.append(ExpertRecord(prompt=f"what is {a}{op}{b}?", solution=solution, task=task, id=f"{task}-{i}",
+                                 domain=f"math/{task}",
+                                 negatives=(Negative(solution.replace(str(value), str(value + 1)), "wrong_answer"),)))
+    return rows

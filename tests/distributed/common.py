@@ -13,8 +13,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from evalcast.data import ExpertSet  # noqa: E402
-from evalcast.toy import char_tokenizer  # noqa: E402
-from tests.conftest import arithmetic_records  # noqa: E402
+from evalcast.toy import arithmetic_records, char_tokenizer  # noqa: E402
 
 torch.set_num_threads(1)
 
