@@ -1,6 +1,7 @@
 """Share of training wall time that evalcast adds, by evaluation cadence, with and without anchors (an estimate).
 
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py [--setups ladder,12x768]
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py [--setups ladder,12x768] [--questions 8]
+        [--anchor-questions 4] [--merge]
 
 Two setups, each on this machine and thread count:
 
@@ -10,8 +11,9 @@ Two setups, each on this machine and thread count:
 * ``12x768``: a Llama of 12 layers × 768 with a 32k BPE vocabulary (trained on GSM8K), 256 GSM8K test
   questions as the expert set, training sequences of 1,024 tokens (shorter than a real run's, so attention
   costs less and the overhead comes out higher), and a compute-optimal run of 20 tokens per parameter;
-  anchors at the defaults (256 questions, at most 256 new tokens), measured on 4 questions in one batch
-  (batches of 32 decode more cheaply per question: the scaled anchor cost is an upper bound).
+  anchors at the defaults (256 questions, at most 256 new tokens), measured on ``--anchor-questions``
+  (4 by default) in one batch (batches of 32, the default, decode more cheaply per question than smaller
+  ones: below 32 the scaled anchor cost is an upper bound).
 
 Measured in CPU seconds of the process (``time.process_time``: the machine is shared, and CPU time is far
 less sensitive to other jobs than wall time): the seconds per training token (AdamW steps after one
@@ -25,7 +27,8 @@ a shared CPU), the time is scaled linearly to the full count (``*_scale``). The 
 evaluation every c of the run, 1/c evaluations) is estimated as evaluations × per-save seconds / (run
 tokens × seconds per training token), for no anchors, anchors at every 4th save (the default) and anchors
 at every save. The ratio transfers to other hardware only as far as training and evaluation speed up alike
-(on GPUs generation is latency-bound and gains less). Writes ``benchmarks/results/overhead.json``.
+(on GPUs generation is latency-bound and gains less). Writes ``benchmarks/results/overhead.json``
+(``--merge``: keeping its rows of the setups not measured in this run).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def ladder_setup(questions: int | None) -> Setup:
                  len(records), preset.anchor_questions, preset.max_new_tokens, anchors)
 
 
-def realistic_setup(questions: int | None) -> Setup:
+def realistic_setup(questions: int | None, anchor_questions: int = 4) -> Setup:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from benchmarks.ladder.speed import GSM8K, bpe_tokenizer
@@ -107,7 +110,7 @@ def realistic_setup(questions: int | None) -> Setup:
     ids = torch.randint(0, len(tokenizer), (1, 1024), generator=torch.Generator().manual_seed(0))
     return Setup("12x768", model, tokenizer, records, ids, 20 * params,
                  f"compute-optimal: 20 tokens per parameter ({params} parameters)", full_questions,
-                 full_questions, 256, min(measured, 4))
+                 full_questions, 256, min(measured, anchor_questions))
 
 
 def seconds_per_token(setup: Setup, steps: int) -> float:
@@ -173,20 +176,45 @@ def measure(setup: Setup, train_steps: int) -> dict[str, Any]:
             "max_new_tokens": setup.max_new_tokens, "anchor_s": anchor_s, "overhead": table, "estimate": True}
 
 
+def kept_rows(path: Path, measured: list[str]) -> list[dict[str, Any]]:
+    """The rows of an earlier result for setups not measured now (``--merge``).
+
+    The file's top-level ``wall_s`` and ``load_average_at_end`` describe the run that wrote it: a row
+    without its own gets them, so that they stay with it once the file holds rows of several runs.
+    """
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    rows = [r for r in earlier.get("rows", []) if r.get("setup") not in measured]
+    for row in rows:
+        for key in ("wall_s", "load_average_at_end"):
+            if key not in row and key in earlier:
+                row[key] = earlier[key]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setups", default="ladder,12x768")
     parser.add_argument("--questions", type=int, default=8,
                         help="GSM8K questions measured for the 12x768 setup (scaled to 256)")
+    parser.add_argument("--anchor-questions", type=int, default=4,
+                        help="anchor questions measured for the 12x768 setup, in one batch (scaled to 256)")
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "overhead.json"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --out for setups not measured now (each row keeps its run's wall time "
+                             "and load average)")
     args = parser.parse_args()
     logging.getLogger("evalcast").setLevel(logging.ERROR)
     torch.manual_seed(0)
-    builders = {"ladder": ladder_setup, "12x768": realistic_setup}
+    builders = {"ladder": ladder_setup, "12x768": lambda q: realistic_setup(q, args.anchor_questions)}
+    kept = kept_rows(Path(args.out), args.setups.split(",")) if args.merge else []
     started, rows = time.perf_counter(), []
     for name in args.setups.split(","):
+        setup_started = time.perf_counter()
         row = measure(builders[name](args.questions), args.train_steps)
+        row.update(wall_s=time.perf_counter() - setup_started, load_average_at_end=os.getloadavg())
         rows.append(row)
         print(f"{name}: {row['train_s_per_token'] * 1e3:.3f} ms/train token, proxy {row['proxy_s']:.1f} s, "
               f"anchor {row['anchor_s']:.1f} s per save (scaled), run {row['run_train_s_estimate'] / 3600:.1f} h")
@@ -197,7 +225,7 @@ def main() -> None:
                   "machine": platform.processor() or platform.machine(), "load_average_at_end": os.getloadavg(),
                   "wall_s": time.perf_counter() - started, "estimate": "per-save evaluation seconds / (run tokens x "
                   "measured seconds per training token); untrained models: anchor lengths are not a trained model's",
-                  "rows": rows}
+                  "rows": kept + rows}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

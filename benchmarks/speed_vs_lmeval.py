@@ -13,16 +13,20 @@ on a shared machine wall time mostly measures the other jobs; ``*_wall_s`` keep 
 * ``lmeval_s``: ``lm_eval.simple_evaluate`` with lm-eval's own ``gsm8k`` configuration (5-shot
   "Question: … Answer:" prompts from the train split, ``until`` = its stop strings, greedy,
   ``max_gen_toks`` 256) through its ``hf`` model class on the saved checkpoint, the dataset read from the
-  local JSON files instead of the Hub.
+  local JSON files instead of the Hub; ``lmeval_generate_s`` is its part spent in ``generate`` (the rest
+  loads the checkpoint and the data set and builds the prompts), ``lmeval_context_tokens_mean`` the
+  5-shot prompt length per question, padding included.
 
 The model is untrained: it does not learn to stop, so generations run to the limit (``lmeval_at_limit``
-counts them) and pass@1 is 0 on both sides; the times are what an early checkpoint costs. Writes
-``benchmarks/results/speed_vs_lmeval.json``.
+counts lm-eval's rows that neither wrote a stop string nor the end-of-text token, ``lmeval_tokens_decoded``
+the tokens it decoded; ``anchor_tokens_generated`` is evalcast's count) and pass@1 is 0 on both sides;
+the times are what an early checkpoint costs. Writes ``benchmarks/results/speed_vs_lmeval.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +34,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,21 +133,54 @@ def lmeval_times(directory: Path, questions: int, gen_batch: int, tmp: Path) -> 
     tasks.mkdir()
     (tasks / "evalcast_gsm8k_local.yaml").write_text(TASK_YAML.format(train=GSM8K / "train.jsonl", test=test,
                                                                       max_gen_toks=MAX_GEN_TOKS))
-    started, wall = time.process_time(), time.perf_counter()
-    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={directory},dtype=float32",
-                                  tasks=["evalcast_gsm8k_local"], task_manager=TaskManager(include_path=str(tasks)),
-                                  batch_size=gen_batch, device="cpu", log_samples=True)
-    lmeval_s, lmeval_wall_s = time.process_time() - started, time.perf_counter() - wall
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    generations: dict[str, Any] = {"rows": [], "generate_s": 0.0, "context_tokens": 0}
+    with recorded_generations(generations):
+        started, wall = time.process_time(), time.perf_counter()
+        out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={directory},dtype=float32",
+                                      tasks=["evalcast_gsm8k_local"],
+                                      task_manager=TaskManager(include_path=str(tasks)), batch_size=gen_batch,
+                                      device="cpu", log_samples=True)
+        lmeval_s, lmeval_wall_s = time.process_time() - started, time.perf_counter() - wall
     samples = out["samples"]["evalcast_gsm8k_local"]
-    lengths = [len(tokenizer(s["resps"][0][0])["input_ids"]) for s in samples]
     result = out["results"]["evalcast_gsm8k_local"]
     return {"lmeval_s": lmeval_s, "lmeval_wall_s": lmeval_wall_s, "lmeval_questions": len(samples),
             "lmeval_pass_at_1": result.get("exact_match,strict-match"),
-            "lmeval_at_limit": sum(n >= MAX_GEN_TOKS - 1 for n in lengths),
-            "lmeval_response_tokens_mean_retokenized": sum(lengths) / max(len(lengths), 1)}
+            "lmeval_at_limit": sum(not stopped for _, stopped in generations["rows"]),
+            "lmeval_tokens_decoded": sum(n for n, _ in generations["rows"]),
+            "lmeval_generate_s": generations["generate_s"],
+            "lmeval_context_tokens_mean": generations["context_tokens"] / max(len(generations["rows"]), 1)}
+
+
+@contextlib.contextmanager
+def recorded_generations(into: dict[str, Any]) -> Iterator[None]:
+    """Record, per generated row of lm-eval's ``hf`` model, the tokens decoded and whether it stopped
+    (``rows``), the CPU seconds spent in generation (``generate_s``: the rest of ``lmeval_s`` is loading
+    the checkpoint and the data set and building the prompts) and the prompt tokens, padding included.
+
+    A row stopped when its continuation holds the end-of-text token or one of the stop strings; one that
+    did not ran to ``max_gen_toks`` (a batch only ends early once every row in it stopped). Counting from
+    the tokens themselves: re-tokenizing the returned text does not give the generated length back (an
+    untrained byte-level model writes partial UTF-8 characters, which decode to replacement characters).
+    """
+    from lm_eval.models.huggingface import HFLM
+
+    original = HFLM._model_generate
+
+    def recording(self: Any, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any) -> torch.Tensor:
+        started = time.process_time()
+        out = original(self, context, max_length, stop, **kwargs)
+        into["generate_s"] += time.process_time() - started
+        into["context_tokens"] += context.numel()
+        for row in out[:, context.shape[1]:].tolist():
+            text = self.tok_decode(row, skip_special_tokens=False)
+            into["rows"].append((len(row), self.eot_token_id in row or any(s in text for s in stop)))
+        return out
+
+    HFLM._model_generate = recording
+    try:
+        yield
+    finally:
+        HFLM._model_generate = original
 
 
 def main() -> None:
@@ -153,16 +191,20 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("evalcast").setLevel(logging.ERROR)
     config = SMOKE if args.smoke else SpeedConfig()
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model, tokenizer = build(config, tmp / "checkpoint")
         row = {**evalcast_times(model, tokenizer, args.questions, config.gen_batch, tmp),
                **lmeval_times(tmp / "checkpoint", args.questions, config.gen_batch, tmp)}
     row.update(questions=args.questions, model_params=sum(p.numel() for p in model.parameters()),
-               model=config.__dict__, max_gen_toks=MAX_GEN_TOKS, lmeval_over_proxy=row["lmeval_s"] / row["proxy_s"],
-               lmeval_over_anchor=row["lmeval_s"] / row["anchor_s"], device="cpu",
+               model={k: v for k, v in config.__dict__.items() if k != "questions"}, max_gen_toks=MAX_GEN_TOKS,
+               lmeval_over_proxy=row["lmeval_s"] / row["proxy_s"],
+               lmeval_over_anchor=row["lmeval_s"] / row["anchor_s"],
+               lmeval_over_proxy_plus_anchor=row["lmeval_s"] / (row["proxy_s"] + row["anchor_s"]), device="cpu",
                threads=os.environ.get("OMP_NUM_THREADS"), torch=torch.__version__,
-               machine=platform.processor() or platform.machine(), load_average_at_end=os.getloadavg())
+               machine=platform.processor() or platform.machine(), load_average_at_end=os.getloadavg(),
+               wall_s=time.perf_counter() - started, smoke=args.smoke)
     print(json.dumps(row, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(row, indent=2))
