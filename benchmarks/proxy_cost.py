@@ -1,6 +1,8 @@
 """Time and peak memory of evalcast's proxy pass against a bare forward pass over the same tokens.
 
-    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py [--quick] [--modes eager,compiled] [--device cuda --autocast]
+    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py [--quick | --realistic] [--modes eager,compiled]
+        [--min-chunk-positions N] [--device cuda --autocast]
+    OMP_NUM_THREADS=1 python benchmarks/proxy_cost.py --chunk-sweep 1,256,512
 
 Shapes: the original head-heavy model (4 layers × 512) with vocabularies of 32k and 128k and sequence
 lengths 512 and 2048 (4,096 tokens per batch), and a model with a realistic head share (12 layers × 768,
@@ -46,7 +48,7 @@ def _rss_kib(field: str) -> int:
 
 
 def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: list[str], device: str, dtype: str,
-            repeats: int, autocast: bool = False) -> dict:
+            repeats: int, autocast: bool = False, min_positions: int | None = None) -> dict:
     """Every method on one shape, in this (fresh) process."""
     import numpy as np
     import torch
@@ -55,6 +57,11 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
 
     from evalcast.data import ExpertRecord, ExpertSet, PromptConfig, TokenizeConfig
     from evalcast.stats import StatsConfig, StatsTap, check_compatible, run_forward
+
+    positions = StatsConfig().min_chunk_positions if min_positions is None else min_positions
+
+    def stats_config(compile: bool) -> StatsConfig:
+        return StatsConfig(compile=compile, min_chunk_positions=positions)
 
     torch.manual_seed(0)
     words = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, vocab)}}
@@ -88,7 +95,7 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
             model(input_ids=ids, use_cache=False).logits.sum().item()
 
     def proxy(mode: str) -> None:
-        tap = StatsTap(experts, head, StatsConfig(compile=mode == "compiled"), dev)
+        tap = StatsTap(experts, head, stats_config(compile=mode == "compiled"), dev)
         sums[mode] = run_forward(model, experts, plans, tap, device=dev, autocast_dtype=low).sums
 
     methods = {"bare": bare, **{mode: (lambda mode=mode: proxy(mode)) for mode in modes}}
@@ -134,6 +141,7 @@ def measure(layers: int, hidden: int, vocab: int, seq: int, batch: int, modes: l
             "ratio_cpu_time": statistics.median(p / b for p, b in zip(cpu_times[mode], cpu_times["bare"], strict=True)),
             "ratio_peak_mem": peaks[mode] / peaks["bare"],
             "compile_s": max(0.0, warmup[mode] - median) if mode == "compiled" else 0.0,
+            "min_chunk_positions": positions, "chunk_positions": stats_config(False).chunk_positions(vocab),
             "layers": layers, "hidden": hidden, "vocab": vocab, "seq": seq, "batch": batch, "params": params,
             "head_params_share": head_params / (params - model.get_input_embeddings().weight.numel()),
             "bare_s": statistics.median(times["bare"]), "proxy_s": median, "bare_all_s": times["bare"],
@@ -154,6 +162,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="eager,compiled")
     parser.add_argument("--quick", action="store_true", help="the 4x512 model, 32k vocabulary, length 512 only")
+    parser.add_argument("--realistic", action="store_true", help="the 12x768 shapes only")
+    parser.add_argument("--min-chunk-positions", type=int, help="StatsConfig.min_chunk_positions (default: its "
+                                                                    "default)")
+    parser.add_argument("--chunk-sweep", help="comma-separated min_chunk_positions values, run on the 12x768 131k "
+                                              "shape (eager) instead of the grid; default --out proxy_cost_chunks.json")
     parser.add_argument("--out", default=str(RESULTS / "proxy_cost.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -161,17 +174,23 @@ def main() -> None:
     if args.child:
         layers, hidden, vocab, seq, batch = (int(v) for v in args.child.split(","))
         print(json.dumps(measure(layers, hidden, vocab, seq, batch, modes, args.device, args.dtype, args.repeats,
-                                 args.autocast)))
+                                 args.autocast, args.min_chunk_positions)))
         return
-    grid = GRID[2:3] if args.quick else GRID
+    grid = GRID[2:3] if args.quick else [g for g in GRID if g[-1]] if args.realistic else GRID
+    chunks: list[int | None] = [args.min_chunk_positions]
+    if args.chunk_sweep:
+        grid, chunks, args.modes = GRID[1:2], [int(v) for v in args.chunk_sweep.split(",")], "eager"
+        if args.out == str(RESULTS / "proxy_cost.json"):
+            args.out = str(RESULTS / "proxy_cost_chunks.json")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
     rows = []
     started = time.perf_counter()
     print(f"{'shape':<38} {'mode':<9} {'ratio_time':>10} {'ratio_mem':>9} {'compile_s':>9} {'bare_s':>7}")
-    for layers, hidden, vocab, seq, batch, realistic in grid:
+    for (layers, hidden, vocab, seq, batch, realistic), chunk in ((g, c) for g in grid for c in chunks):
         cmd = [sys.executable, __file__, "--child", f"{layers},{hidden},{vocab},{seq},{batch}", "--device",
                args.device, "--dtype", args.dtype, "--repeats", str(args.repeats), "--modes", args.modes,
-               *(["--autocast"] if args.autocast else [])]
+               *(["--autocast"] if args.autocast else []),
+               *(["--min-chunk-positions", str(chunk)] if chunk else [])]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         for row in json.loads(out.strip().splitlines()[-1])["rows"]:
             row["realistic"] = realistic

@@ -100,7 +100,8 @@ def test_matches_naive_reference(tok, experts, build):
     model = build(tok).eval()
     with torch.no_grad():  # sharpen the distribution so ranks and top-k are not all trivial
         model.get_output_embeddings().weight.mul_(8)
-    fast = fast_statistics(model, experts, StatsConfig(chunk_elements=7 * len(tok)))  # 7 positions per chunk
+    seven = StatsConfig(chunk_elements=7 * len(tok), min_chunk_positions=1)  # 7 positions per chunk
+    fast = fast_statistics(model, experts, seven)
     np.testing.assert_allclose(fast, naive_statistics(model, experts), rtol=1e-4, atol=2e-5)
     assert 0 < fast[:, 3].mean() < 1  # top-1 neither always nor never
 
@@ -207,7 +208,7 @@ def test_logit_transform_and_single_chunk_equivalence():
     hidden, weight = torch.randn(50, 16), torch.randn(40, 16)
     targets = torch.randint(0, 40, (50,))
     whole = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=10**9))
-    chunked = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=40 * 3))
+    chunked = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=40 * 3, min_chunk_positions=1))
     torch.testing.assert_close(whole, chunked)
     capped = token_statistics(hidden, weight, None, targets, transform=lambda z: torch.tanh(z / 2) * 2)
     log_p = torch.log_softmax(torch.tanh(hidden @ weight.T / 2) * 2, -1)
@@ -255,7 +256,8 @@ def test_fused_statistics_equal_the_definitions_with_ties_and_masked_logits(impl
     hidden, weight, targets = tied_and_masked_case()
     logits = mask_padding(hidden @ weight.T)
     if implementation == "eager":
-        fast = token_statistics(hidden, weight, None, targets, StatsConfig(chunk_elements=7 * 50), mask_padding)
+        seven = StatsConfig(chunk_elements=7 * 50, min_chunk_positions=1)
+        fast = token_statistics(hidden, weight, None, targets, seven, mask_padding)
     else:
         fast = token_stats._statistics_pure(logits, targets[:, None], StatsConfig().topk)
     reference = definition_statistics(logits, targets)
@@ -290,3 +292,14 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
         compiled = token_statistics(hidden, weight, None, targets, StatsConfig(compile=True))
     assert token_stats._Compiler.failed and "torch.compile of the token statistics" in caplog.text
     torch.testing.assert_close(compiled, token_statistics(hidden, weight, None, targets))
+
+
+def test_chunks_hold_enough_positions_for_the_output_matmul():
+    """A chunk is bounded by ``chunk_elements`` but never below ``min_chunk_positions`` positions: a large
+    vocabulary must not shrink the matmul to a few rows (it streams the whole output weight per chunk)."""
+    config = StatsConfig()
+    assert config.chunk_positions(131072) == 256 and config.chunk_positions(262144) == 256
+    assert config.chunk_positions(8192) == (1 << 22) // 8192 == 512
+    assert StatsConfig(min_chunk_positions=1).chunk_positions(131072) == 32
+    with pytest.raises(ValueError, match="min_chunk_positions"):
+        StatsConfig(min_chunk_positions=0)

@@ -53,7 +53,13 @@ class StatsConfig:
     topk: tuple[int, ...] = (1, 5, 10)
     """Cut-offs of the ``top{k}`` statistics; 1 (greedy agreement) must be among them."""
     chunk_elements: int = 1 << 22
-    """Bounds one chunk's logits to about this many fp32 values (positions × vocabulary)."""
+    """Bounds one chunk's logits to about this many fp32 values (positions × vocabulary), but see
+    ``min_chunk_positions``; the eager statistics keep two buffers of the chunk's size."""
+    min_chunk_positions: int = 256
+    """Fewest positions per chunk (unless the batch has fewer). Every chunk's output-layer matmul streams
+    the whole ``[vocab, d]`` weight from memory, so with few positions per chunk (16 at a 256k vocabulary
+    and 4M values) the matmul, not the statistics, becomes the pass's main extra cost; 256 positions cost
+    two buffers of 256 MiB at a 128k vocabulary (``docs/performance.md``)."""
     compile: bool = False
     """Fuse the per-chunk statistics with ``torch.compile`` (compiled once per process; falls back to eager
     where it cannot compile). Off by default: on CPU the compilation took 25 s to minutes per process, while
@@ -62,7 +68,7 @@ class StatsConfig:
     def __post_init__(self) -> None:
         check_config(self, topk=Rule("distinct cut-offs >= 1 including 1 (greedy agreement)",
                                      lambda ks: 1 in ks and min(ks) >= 1 and len(set(ks)) == len(ks)),
-                     chunk_elements=at_least(1))
+                     chunk_elements=at_least(1), min_chunk_positions=at_least(1))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -70,7 +76,7 @@ class StatsConfig:
                 "excess_surprisal", "max_prob")
 
     def chunk_positions(self, vocab: int) -> int:
-        return max(1, self.chunk_elements // max(vocab, 1))
+        return max(self.min_chunk_positions, self.chunk_elements // max(vocab, 1), 1)
 
 
 def fp32_weight(weight: torch.Tensor, vocab_size: int) -> torch.Tensor:
