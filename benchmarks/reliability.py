@@ -56,7 +56,8 @@ def sandbox_mutations() -> dict[str, bool]:
     sandbox._kill_uid = lambda uid: None
     sandbox._plan.cache_clear()
     real_plan = sandbox._plan
-    sandbox._plan = lambda *a: replace(real_plan(*a), prefix=())  # no pid namespace either
+    no_pid_ns = ("--pid", "--fork", "--kill-child")
+    sandbox._plan = lambda *a: replace(p := real_plan(*a), prefix=tuple(x for x in p.prefix if x not in no_pid_ns))
     weak = hostile.run(replace(base, audit_guard=False), ["unguarded daemon via fork"])
     caught["sandbox_no_group_kill"] = weak["sandbox_escapes"] > 0
     sandbox._feed_and_wait, sandbox._kill_uid, sandbox._plan = real_kill, real_kill_uid, real_plan

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,8 @@ from tests.guarantee import MUTATIONS
 
 SCRIPTS = Path(__file__).resolve().parent / "distributed"
 pytestmark = pytest.mark.multiprocess
+#: Process-group timeout of the inside-the-forward run (the option docs/guarantees.md recommends).
+PG_TIMEOUT_S = 45
 
 
 def free_port() -> int:
@@ -30,6 +36,8 @@ def free_port() -> int:
 
 def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: int = 240,
            succeed: bool = True) -> subprocess.CompletedProcess:
+    """Run ``script`` on 2 processes; past ``timeout`` s every process it started is killed and the test fails
+    (so a hung job never hangs the suite)."""
     repo = SCRIPTS.parents[1]  # this checkout's evalcast (not an installed one), and its tests package
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
     if torchrun:
@@ -38,9 +46,33 @@ def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: i
     else:
         cmd = [sys.executable, str(SCRIPTS / script), str(out), *args]
         env["MASTER_PORT"] = str(free_port())
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{script} {' '.join(args)} still running after {timeout} s (killed)\n{stderr[-6000:]}")
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     assert (done.returncode == 0) == succeed, done.stdout[-4000:] + done.stderr[-6000:]
     return done
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it: torchrun starts each rank in a session of its own, out of
+    reach of a process-group kill, and ranks orphaned by their agent wait for its store until the timeout."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
 
 
 def results(out: Path, name: str) -> list[dict]:
@@ -92,6 +124,19 @@ def test_fsdp2_loop_is_invisible_and_skips_on_every_rank_when_one_is_not_ready(t
     assert [r.step for r in records] == [2, 4, 6]
     state = torch.load(tmp_path / "fsdp_state.pt")
     assert_close_metrics(records[-1].metrics, single_process_metrics(tmp_path / "cache", tok, state, tmp_path))
+
+
+def test_a_failure_inside_a_sharded_forward_ends_the_job(tmp_path):
+    """Rank 1's model raises inside the FSDP2 forward of an evaluation while rank 0 waits in that forward's
+    all-gather: rank 1 raises ShardedForwardError (training on would pair its next collectives with rank
+    0's) and exits; the job then ends well before the process-group timeout (docs/guarantees.md)."""
+    done = launch("fsdp2_loop.py", tmp_path, "inside", str(PG_TIMEOUT_S), succeed=False, timeout=PG_TIMEOUT_S + 150)
+    ended = time.time()
+    assert "[rank1]: evalcast.monitor.evaluation.ShardedForwardError" in done.stderr
+    assert "injected failure inside the sharded forward" in done.stderr
+    failed_at = float(re.search(r"injected at (\d+\.\d+)", done.stderr).group(1))
+    assert ended - failed_at < PG_TIMEOUT_S  # ended by the failure, not by the process-group timeout
+    assert not list(tmp_path.glob("inside.rank*.json"))  # neither rank went on to finish training
 
 
 def test_fault_on_one_rank_and_a_stalled_rank_skip_on_every_rank(tmp_path):

@@ -8,7 +8,8 @@ test the layers beneath it. An *escape* is evidence on the parent's side after t
 * a connection reached a listener the parent opened on 127.0.0.1;
 * a marker file appeared in a world-writable directory outside the working directory;
 * a secret (an environment variable of the parent, a file in its home directory) appears in the output;
-* a process of the program is still alive after the scorer returned (a sandbox uid in ``/proc``);
+* a process of the program is still in ``/proc`` (a sandbox uid, zombies included) the moment the scorer
+  returns;
 * the run took longer than its wall-clock limit plus 5 s, or the parent lost its canary file.
 """
 
@@ -30,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import contextlib
 
-from evalcast.generate.sandbox import SANDBOX_UID_BASE, SandboxConfig, run_program
+from evalcast.generate.sandbox import SANDBOX_UID_BASE, SandboxConfig, run_program, sandbox_layers
+
+RESULT = Path(__file__).resolve().parents[1] / "results" / "reliability.json"
 
 PROGRAMS: dict[str, str] = {
     "socket connect": "import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'x')",
@@ -127,6 +130,7 @@ def run(config: SandboxConfig | None = None, names: list[str] | None = None) -> 
             started = time.perf_counter()
             result = run_program(source, replace(config, audit_guard=guard))
             wall = time.perf_counter() - started
+            alive = _survivors()  # at once: the verdict must come only after the program's processes are gone
             time.sleep(0.2)
             evidence = []
             try:
@@ -138,7 +142,7 @@ def run(config: SandboxConfig | None = None, names: list[str] | None = None) -> 
                 evidence.append("wrote outside its working directory")
             if token in result.output:
                 evidence.append("read a secret")
-            alive = _survivors()
+            alive = sorted(set(alive + _survivors()))
             if alive:
                 evidence.append(f"processes still alive: {alive}")
                 for pid in alive:
@@ -165,13 +169,20 @@ def run(config: SandboxConfig | None = None, names: list[str] | None = None) -> 
         "sandbox_escapes": len(escapes),
         "sandbox_escaped": escapes,
         "sandbox_results": results,
+        "sandbox_layers": list(sandbox_layers(config)),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    print(json.dumps(run(), indent=2))
+    parser.add_argument("--update", action="store_true",
+                        help=f"merge the sandbox_* keys into {RESULT.name}, keeping its other keys")
+    args = parser.parse_args()
+    result = run()
+    print(json.dumps(result, indent=2))
+    if args.update:
+        saved = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+        RESULT.write_text(json.dumps({**saved, **result}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,18 @@ Runs: without evalcast (the reference); with it (dropout on, batches drawn from 
 evaluations after steps 2, 4, 6 that draw from every RNG stream); with it and each isolation mutation
 (the check must see a difference); with rank 1 failing before the forward at step 2 (every rank must skip
 it and train on, unchanged). Dumps the differences each run shows against the reference, the proxies'
-state dict for a single-process comparison.
+state dict for a single-process comparison, and, with ``inside``, raises inside the sharded forward of
+rank 1 at step 2 instead (the job must end with ShardedForwardError); a third argument is then the
+process-group timeout in seconds.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import random
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +33,15 @@ from tests.conftest import training_texts
 from tests.guarantee import MUTATIONS, break_isolation, differences, draw_during_evaluation, trace
 
 
-def train(tok, data, monitor: Monitor | None, steps: int = 6):
+def train(tok, data, monitor: Monitor | None, steps: int = 6, hook=None):
     model = tiny_gpt2(tok, n_embd=32, n_positions=64, seed=0)  # dropout 0.1 (GPT-2's default)
     random.seed(rank()), np.random.seed(rank()), torch.manual_seed(rank())  # each rank its own masks and batches
     draw_during_evaluation(model)
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model)
+    if hook is not None:  # before FSDP2's own pre-forward hook: the other rank then waits in its all-gather
+        model.transformer.h[1].register_forward_pre_hook(hook, prepend=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses, evaluations = [], {}
     for step in range(1, steps + 1):
@@ -65,10 +72,22 @@ def fail_before_forward_at(step: int):
     return check_compatible
 
 
-def main(out: Path, mode: str) -> None:
-    dist.init_process_group("gloo")
+def main(out: Path, mode: str, pg_timeout_s: float = 0) -> None:
+    if mode == "inside":  # with the process-group timeout docs/guarantees.md recommends
+        faulthandler.dump_traceback_later(pg_timeout_s + 60, exit=True)  # a hang shows where it waits
+        dist.init_process_group("gloo", timeout=timedelta(seconds=pg_timeout_s))
+    else:
+        dist.init_process_group("gloo")
     tok, experts = setup(out)
     data = TextDataset(tok, training_texts(16), length=48)
+    if mode == "inside":
+        def raise_inside(module, args):
+            if not module.training and rank() == 1:
+                print(f"injected at {time.time():.3f}", file=sys.stderr, flush=True)
+                raise RuntimeError("injected failure inside the sharded forward")
+        train(tok, data, Monitor(experts, run_dir=out / "inside"), steps=4, hook=raise_inside)
+        dump(out, "inside", {"finished": True})  # never reached: the job ends at step 2
+        return
     _, plain, _ = train(tok, data, None)
     monitor = Monitor(experts, run_dir=out / "run")
     model, watched, evaluations = train(tok, data, monitor)
@@ -91,4 +110,4 @@ def main(out: Path, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "guarantee")
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "guarantee", *map(float, sys.argv[3:4]))

@@ -6,10 +6,13 @@ Layers, each used when it works on the machine (probed once, see :func:`sandbox_
   ``--map-root-user``, i.e. a user namespace): no network interface but loopback, and when the
   supervisor (PID 1 of the namespace) ends, the kernel kills every process the program left behind.
 * ``unprivileged uid`` (root only, ``setpriv``): the program runs as a fresh uid with no capabilities
-  and ``no_new_privs``, so file permissions stop writes to root-owned paths and ``RLIMIT_NPROC`` (not
-  enforced for root) stops fork bombs. Where the Python install is not world-readable (e.g. under
-  ``/root``) the uid keeps ``CAP_DAC_READ_SEARCH`` (layer ``read-anywhere capability``): it can then
-  *read* any file.
+  and ``no_new_privs``, so file permissions stop reads of private files and writes to root-owned paths,
+  and ``RLIMIT_NPROC`` (not enforced for root) stops fork bombs.
+* ``mount namespace`` (root only, where the Python install sits under a directory others cannot enter,
+  e.g. ``/root``): an empty tmpfs covers that directory (``/root``, ``/home/USER``) and only the install
+  is bound back, read-only, so the fresh uid starts Python without extra rights and reads nothing else
+  there. Where this does not work, the uid keeps ``CAP_DAC_READ_SEARCH`` instead (layer
+  ``read-anywhere capability``) and can then *read* any file.
 * ``rlimits``: CPU seconds, address space, file size (which also caps captured output), no core
   files, and a process count where it counts only the sandbox's own processes.
 * ``audit guard`` (PEP 578 hook installed before the program runs): refuses sockets, process creation,
@@ -17,10 +20,12 @@ Layers, each used when it works on the machine (probed once, see :func:`sandbox_
   that reaches raw syscalls another way (``_posixsubprocess``, a C extension) is not stopped by it, and
   PEP 578 hooks are not a security boundary against code written to defeat them.
 * always: ``python -I``, a cleared environment, a throwaway working directory, its own session and
-  process group killed as a whole (``os.killpg``) at exit or timeout, a wall-clock limit.
+  process group killed as a whole at exit or timeout, a wall-clock limit. The verdict is returned only
+  once the group's processes (and the fresh uid's) are gone, or after at most ``STOP_GRACE_S``.
 
-Not covered: reads (without namespaces a program can read what its uid can), writes to world-writable
-directories such as ``/tmp`` when the audit guard is off, and forging the verdict channel on purpose.
+Not covered: reads of world-readable files (``/etc``, ``/tmp``, other users' public files) and, under the
+``read-anywhere capability`` layer, of any file; writes to world-writable directories such as ``/tmp``
+when the audit guard is off; forging the verdict channel on purpose.
 This contains accidents and careless model code; it is not a jail for adversarial code.
 """
 
@@ -43,23 +48,20 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from evalcast.generate._sandbox_layers import SANDBOX_UID_BASE, SandboxError, env
+from evalcast.generate._sandbox_layers import plan as _plan
+from evalcast.generate._sandbox_procs import kill_where, ns_init, proc_stat, proc_status, wait_until_gone
 from evalcast.validation import above, at_least, check_config, non_empty
 
-#: Sandboxed programs run as uid ``SANDBOX_UID_BASE + k`` when evalcast runs as root.
-SANDBOX_UID_BASE = 1 << 30
-CHILD = Path(__file__).with_name("_sandbox_child.py")
 _CHANNEL_LIMIT = 1 << 16
+#: Longest wait, after the kill, for the program's processes to be gone before the verdict is returned.
+STOP_GRACE_S = 2.0
 _uid_counter = itertools.count()
 _uid_lock = threading.Lock()
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself could not run (not a verdict on the program)."""
 
 
 @dataclass(frozen=True)
@@ -103,61 +105,6 @@ class SandboxResult:
     wall_s: float = 0.0
 
 
-@dataclass(frozen=True)
-class _Plan:
-    prefix: tuple[str, ...]
-    drop_uid: bool
-    read_cap: bool
-    layers: tuple[str, ...]
-
-
-def _setpriv(uid: int, read_cap: bool) -> list[str]:
-    caps = "-all,+dac_read_search" if read_cap else "-all"
-    cmd = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-           "--no-new-privs", f"--bounding-set={caps}", f"--inh-caps={caps}"]
-    return cmd + (["--ambient-caps=+dac_read_search"] if read_cap else [])
-
-
-def _stdlib(cmd: list[str]) -> str | None:
-    """Where ``cmd`` (ending in a ``python -I -c`` probe) finds the standard library; None if it fails."""
-    try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, text=True,
-                              cwd=tempfile.gettempdir(), env=_env(tempfile.gettempdir()))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-@functools.cache
-def _plan(namespaces: bool, drop_privileges: bool, python: str) -> _Plan:
-    """Probe each layer once; a layer is used only if the interpreter still loads its own stdlib under it
-    (an unreadable install can make Python fall back silently to another one, e.g. ``/usr/lib``)."""
-    if not sys.platform.startswith("linux"):
-        raise SandboxError(f"code execution needs Linux (process groups, rlimits, pidfd); this is {sys.platform}")
-    probe = [python, "-I", "-c", "import os, json; print(os.__file__)"]
-    reference = _stdlib(probe)
-    if reference is None:
-        raise SandboxError(f"{python} -I does not start; set SandboxConfig(python=...) to a working interpreter")
-    root = os.geteuid() == 0
-    prefix: list[str] = []
-    layers: list[str] = []
-    unshare = shutil.which("unshare")
-    if namespaces and unshare:
-        candidate = [unshare, "--net", "--pid", "--fork", "--kill-child"] + ([] if root else ["--map-root-user"])
-        if _stdlib(candidate + probe) == reference:
-            prefix = candidate
-            layers += ["net namespace", "pid namespace"] + ([] if root else ["user namespace"])
-    drop_uid = read_cap = False
-    if root and drop_privileges and shutil.which("setpriv"):
-        for cap in (False, True):
-            if _stdlib(prefix + _setpriv(SANDBOX_UID_BASE, cap) + probe) == reference:
-                drop_uid, read_cap = True, cap
-                layers += ["unprivileged uid"] + (["read-anywhere capability"] if cap else [])
-                break
-    layers += ["rlimits", "process group kill", "isolated python", "throwaway cwd", "cleared env"]
-    return _Plan(tuple(prefix), drop_uid, read_cap, tuple(layers))
-
-
 def sandbox_layers(config: SandboxConfig = SandboxConfig()) -> tuple[str, ...]:
     """The containment layers that programs get on this machine with ``config``."""
     plan = _plan(config.namespaces, config.drop_privileges, config.python)
@@ -173,15 +120,14 @@ def run_program(source: str, config: SandboxConfig = SandboxConfig()) -> Sandbox
     try:
         if uid is not None:
             os.chown(workdir, uid, uid)
-        cmd = [*plan.prefix, *(_setpriv(uid, plan.read_cap) if uid is not None else ()), config.python, "-I",
-               str(CHILD)]
+        cmd = plan.command(uid, config.python)
         payload = {"source": source, "channel_fd": write_end, "guard": config.audit_guard,
                    "limits": _limits(config, count_processes=uid is not None or "user namespace" in plan.layers)}
         with tempfile.TemporaryFile() as out:
             start = time.perf_counter()
             try:
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                                        cwd=workdir, env=_env(workdir), pass_fds=(write_end,),
+                                        cwd=workdir, env=env(workdir), pass_fds=(write_end,),
                                         start_new_session=True)
             except OSError as exc:
                 raise SandboxError(f"could not start the sandbox ({cmd[0]}): {exc}") from exc
@@ -226,14 +172,9 @@ def _limits(config: SandboxConfig, *, count_processes: bool) -> dict[str, list[i
     return limits
 
 
-def _env(workdir: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-
-
 def _feed_and_wait(proc: subprocess.Popen[bytes], payload: bytes, timeout: float) -> bool:
-    """Send the payload, wait for exit or timeout, kill the process group; True when it timed out.
+    """Send the payload, wait for exit or timeout, stop the process group; True when it timed out.
 
-    The group leader is killed before it is reaped, so its pid (the group id) cannot have been reused.
     stdin stays open until then: if this process dies first, the supervisor sees end of file and kills
     the program.
     """
@@ -244,8 +185,7 @@ def _feed_and_wait(proc: subprocess.Popen[bytes], payload: bytes, timeout: float
             proc.stdin.write(payload + b"\n")
             proc.stdin.flush()
         timed_out = not select.select([pidfd], [], [], timeout)[0]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_group(proc.pid, pidfd)
         proc.wait()
         return timed_out
     finally:
@@ -254,15 +194,31 @@ def _feed_and_wait(proc: subprocess.Popen[bytes], payload: bytes, timeout: float
             proc.stdin.close()
 
 
+def _stop_group(leader: int, pidfd: int) -> None:
+    """Kill the group led by ``leader`` and wait (at most ``STOP_GRACE_S``) until its processes are gone.
+
+    Members die before the leader, so each is reaped by its parent inside the sandbox: killed together
+    with the leader, an orphan would linger as a zombie of the machine's init. A PID-namespace init (the
+    supervisor) is spared for a moment: it reaps the program, reports, and its end takes the namespace
+    with it. The leader is reaped only after this returns, so the group id cannot be reused meanwhile.
+    """
+    start = time.monotonic()
+    deadline = start + STOP_GRACE_S
+    while not select.select([pidfd], [], [], 0)[0] and time.monotonic() < deadline:
+        spare = time.monotonic() < start + STOP_GRACE_S / 4
+        kill_where(lambda pid, spare=spare: pid != leader and proc_stat(pid)[2:3] == [str(leader)]
+                    and not (spare and ns_init(pid)))
+        select.select([pidfd], [], [], 0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)
+    wait_until_gone(lambda pid: pid != leader and proc_stat(pid)[2:3] == [str(leader)], deadline)
+
+
 def _kill_uid(uid: int) -> None:
-    """Kill what is left running as the sandbox uid (processes that left the group with setsid)."""
-    needle = f"Uid:\t{uid}\t"
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            if needle in status.read_text():
-                os.kill(int(status.parent.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
+    """Kill what is left running as the sandbox uid (processes that left the group with setsid) and wait
+    (at most ``STOP_GRACE_S``) until it is gone."""
+    kill_where(lambda pid: proc_status(pid, "Uid")[:1] == [str(uid)])
+    wait_until_gone(lambda pid: proc_status(pid, "Uid")[:1] == [str(uid)], time.monotonic() + STOP_GRACE_S)
 
 
 def _read_channel(fd: int) -> list[dict[str, Any]]:
