@@ -19,7 +19,8 @@ and the shipped rules are run save by save over that history, their alerts appen
   earlier than the anchor rule it fired (negative: later).
 
 Rule settings are the shipped defaults; nothing was tuned on these runs. Writes
-``benchmarks/results/ladder_alert_replay.json``.
+``benchmarks/results/ladder_alert_replay.json`` and a figure beside it (``.png``: the forecast at every
+save of each run, group ``all``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from matplotlib.figure import Figure
+
 from benchmarks.ladder.config import PRESETS, RESULTS, Preset
 from benchmarks.ladder.measures import clean, nanmean
+from benchmarks.ladder.plots import _save
 from benchmarks.ladder.refcases import anchor_records, cut_at, run_inputs
 from benchmarks.ladder.refforecasts import GROUPS, references_of
 from benchmarks.ladder.runs import Run, load_runs
@@ -154,6 +158,28 @@ def summarise(targets: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def replay_figure(runs: list[dict[str, Any]], path: Path, group: str = "all") -> Path:
+    """One panel per held-out run: the published forecast of final pass@1 at each save (80% band), the true
+    final value, and where ForecastPlateau fired."""
+    cols = 3
+    fig = Figure(figsize=(11, 3 * -(-len(runs) // cols)))
+    axes = fig.subplots(-(-len(runs) // cols), cols, squeeze=False).ravel()
+    for ax, run in zip(axes, runs):
+        case = run["groups"][group]
+        if case["forecasts"]:
+            x, final, lo, hi = (list(v) for v in zip(*case["forecasts"]))
+            ax.fill_between(x, lo, hi, alpha=0.3, label="80% interval")
+            ax.plot(x, final, ".-", label="forecast")
+        ax.axhline(case["truth_final"], color="k", ls="--", lw=1, label="true final")
+        if case["plateau_fired_at"] is not None:
+            ax.axvline(case["plateau_fired_at"], color="tab:red", lw=1, label="ForecastPlateau")
+        ax.set(title=run["run"], xlim=(0, 1), ylim=(0, 1), xlabel="budget fraction", ylabel=f"{group} pass@1")
+    for ax in axes[len(runs):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
@@ -169,6 +195,7 @@ def main() -> None:
         saved["summary"] = clean(summarise(saved["runs"]))
         args.out.write_text(json.dumps(saved, indent=1))
         print(json.dumps(saved["summary"], indent=1))
+        print(f"figure {replay_figure(saved['runs'], args.out.with_suffix('.png'))}")
         return
     preset = PRESETS[args.preset]()
     config = ForecastConfig(n_bootstrap=args.n_bootstrap or preset.n_bootstrap)
@@ -192,7 +219,7 @@ def main() -> None:
     args.out.write_text(json.dumps(clean({"summary": summary, "notes": notes, "runs": results}), indent=1))
     for key, value in summary.items():
         print(f"{key:>32}: {value}")
-    print(f"written {args.out}")
+    print(f"written {args.out} and {replay_figure(results, args.out.with_suffix('.png'))}")
 
 
 if __name__ == "__main__":
