@@ -177,20 +177,20 @@ def main() -> None:
                                  args.autocast, args.min_chunk_positions)))
         return
     grid = GRID[2:3] if args.quick else [g for g in GRID if g[-1]] if args.realistic else GRID
-    chunks: list[int | None] = [args.min_chunk_positions]
+    floors: list[int | None] = [args.min_chunk_positions]
     if args.chunk_sweep:
-        grid, chunks, args.modes = GRID[1:2], [int(v) for v in args.chunk_sweep.split(",")], "eager"
+        grid, floors, args.modes = GRID[1:2], [int(v) for v in args.chunk_sweep.split(",")], "eager"
         if args.out == str(RESULTS / "proxy_cost.json"):
             args.out = str(RESULTS / "proxy_cost_chunks.json")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
     rows = []
     started = time.perf_counter()
     print(f"{'shape':<38} {'mode':<9} {'ratio_time':>10} {'ratio_mem':>9} {'compile_s':>9} {'bare_s':>7}")
-    for (layers, hidden, vocab, seq, batch, realistic), chunk in ((g, c) for g in grid for c in chunks):
+    for (layers, hidden, vocab, seq, batch, realistic), floor in ((g, f) for g in grid for f in floors):
         cmd = [sys.executable, __file__, "--child", f"{layers},{hidden},{vocab},{seq},{batch}", "--device",
                args.device, "--dtype", args.dtype, "--repeats", str(args.repeats), "--modes", args.modes,
                *(["--autocast"] if args.autocast else []),
-               *(["--min-chunk-positions", str(chunk)] if chunk else [])]
+               *(["--min-chunk-positions", str(floor)] if floor else [])]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         for row in json.loads(out.strip().splitlines()[-1])["rows"]:
             row["realistic"] = realistic

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from evalcast import ExpertSet, Monitor
+from evalcast.generate._sandbox_procs import parent, pids
 from evalcast.runs import RunStore
 from evalcast.toy import arithmetic_records, tiny_gpt2
 from tests.guarantee import MUTATIONS
@@ -61,11 +62,9 @@ def launch(script: str, out: Path, *args: str, torchrun: bool = True, timeout: i
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process below it: torchrun starts each rank in a session of its own, out of
     reach of a process-group kill, and ranks orphaned by their agent wait for its store until the timeout."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
+    children: dict[int | None, list[int]] = {}
+    for process in pids():
+        children.setdefault(parent(process), []).append(process)
     tree, todo = [], [pid]
     while todo:
         tree.append(todo.pop())

@@ -55,8 +55,9 @@ START = 0.1
 
 
 def _replay(records: list[Record], rule: Any) -> int | None:
-    """Index of the first save at which ``rule`` fires when run save by save (alerts kept, as the monitor
-    keeps them in the history), or None."""
+    """Index of the first save at which ``rule`` fires when run save by save over a copy of ``records``
+    (alerts kept in the copy, as the monitor keeps them in the history), or None."""
+    records = [dataclasses.replace(r, alerts=[]) for r in records]
     first = None
     for k in range(1, len(records) + 1):
         alert = rule.check(records[:k])
@@ -76,7 +77,7 @@ def replay_target(path: str, others: list[str], preset: Preset, max_references: 
     refsets = {g: prepare_references([ReferenceRun(r.name, full[r.name][g], float(r.spec.size.n_nonembedding))
                                       for r in chosen], config) for g in GROUPS}
     n_target = float(target.spec.size.n_nonembedding)
-    records = [dataclasses.replace(r, alerts=[], metrics={k: v for k, v in r.metrics.items() if "/forecast_" not in k})
+    records = [dataclasses.replace(r, metrics={k: v for k, v in r.metrics.items() if "/forecast_" not in k})
                for r in anchor_records(target, len(target.records), preset.anchor_every)]
     first_cut = max(cut_at(target, START), 1)
     published: dict[str, int] = dict.fromkeys(GROUPS, 0)
@@ -95,11 +96,10 @@ def replay_target(path: str, others: list[str], preset: Preset, max_references: 
                            "forecast_saves": len(records) - first_cut + 1, "groups": {}}
     for g in GROUPS:
         truth = target.true_pass(g)
-        plateau = _replay([dataclasses.replace(r, alerts=[]) for r in records], ForecastPlateau(group=g))
+        plateau = _replay(records, ForecastPlateau(group=g))
         goal = statistics.median(float(r.true_pass(g)[-1]) for r in chosen)
-        early = _replay([dataclasses.replace(r, alerts=[]) for r in records],
-                        TargetReached(group=g, target=goal, metric="forecast_lo80"))
-        anchor = _replay([dataclasses.replace(r, alerts=[]) for r in records], TargetReached(group=g, target=goal))
+        early = _replay(records, TargetReached(group=g, target=goal, metric="forecast_lo80"))
+        anchor = _replay(records, TargetReached(group=g, target=goal))
         out["groups"][g] = {
             "truth_final": float(truth[-1]),
             "published": published[g],

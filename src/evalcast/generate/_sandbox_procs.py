@@ -26,6 +26,21 @@ def proc_status(pid: int, key: str) -> list[str]:
         return []
 
 
+def in_group(pid: int, leader: int) -> bool:
+    """``pid`` is a member of the process group led by ``leader`` (the leader itself excluded)."""
+    return pid != leader and proc_stat(pid)[2:3] == [str(leader)]
+
+
+def runs_as(pid: int, uid: int) -> bool:
+    return proc_status(pid, "Uid")[:1] == [str(uid)]
+
+
+def parent(pid: int) -> int | None:
+    """The parent of ``pid``; None once it is gone."""
+    stat = proc_stat(pid)
+    return int(stat[1]) if stat else None
+
+
 def ns_init(pid: int) -> bool:
     ids = proc_status(pid, "NSpid")
     return len(ids) > 1 and ids[-1] == "1"

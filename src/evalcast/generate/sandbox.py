@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from evalcast.generate._sandbox_layers import SANDBOX_UID_BASE, SandboxError, env
 from evalcast.generate._sandbox_layers import plan as _plan
-from evalcast.generate._sandbox_procs import kill_where, ns_init, proc_stat, proc_status, wait_until_gone
+from evalcast.generate._sandbox_procs import in_group, kill_where, ns_init, runs_as, wait_until_gone
 from evalcast.validation import above, at_least, check_config, non_empty
 
 _CHANNEL_LIMIT = 1 << 16
@@ -206,19 +206,18 @@ def _stop_group(leader: int, pidfd: int) -> None:
     deadline = start + STOP_GRACE_S
     while not select.select([pidfd], [], [], 0)[0] and time.monotonic() < deadline:
         spare = time.monotonic() < start + STOP_GRACE_S / 4
-        kill_where(lambda pid, spare=spare: pid != leader and proc_stat(pid)[2:3] == [str(leader)]
-                    and not (spare and ns_init(pid)))
+        kill_where(lambda pid, spare=spare: in_group(pid, leader) and not (spare and ns_init(pid)))
         select.select([pidfd], [], [], 0.02)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(leader, signal.SIGKILL)
-    wait_until_gone(lambda pid: pid != leader and proc_stat(pid)[2:3] == [str(leader)], deadline)
+    wait_until_gone(lambda pid: in_group(pid, leader), deadline)
 
 
 def _kill_uid(uid: int) -> None:
     """Kill what is left running as the sandbox uid (processes that left the group with setsid) and wait
     (at most ``STOP_GRACE_S``) until it is gone."""
-    kill_where(lambda pid: proc_status(pid, "Uid")[:1] == [str(uid)])
-    wait_until_gone(lambda pid: proc_status(pid, "Uid")[:1] == [str(uid)], time.monotonic() + STOP_GRACE_S)
+    kill_where(lambda pid: runs_as(pid, uid))
+    wait_until_gone(lambda pid: runs_as(pid, uid), time.monotonic() + STOP_GRACE_S)
 
 
 def _read_channel(fd: int) -> list[dict[str, Any]]:
